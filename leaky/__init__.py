@@ -1,0 +1,22 @@
+"""leaky: recurrent neurocomputational agents on the GPU, every neuron a learning agent.
+
+>>> import leaky
+>>> net = leaky.Network.layered([3, 16, 1], backend="cpu")
+>>> V = net.reset(batch=2)
+>>> V, action, cache = net.step(V, [[0.1, 0.2, 0.3], [0.0, 0.0, 0.0]])
+>>> action.shape, cache.V.shape
+((2, 1), (3, 2, 20))
+"""
+
+from leaky.backend import Backend, get_backend, gpu_available, to_numpy
+from leaky.config import NetworkConfig
+from leaky.errors import ConfigError, DivergenceError, InputError, LeakyError, TraceError
+from leaky.network import Network, StepCache
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend", "ConfigError", "DivergenceError", "InputError", "LeakyError", "Network",
+    "NetworkConfig", "StepCache", "TraceError", "get_backend", "gpu_available", "to_numpy",
+    "__version__",
+]
