@@ -31,7 +31,7 @@ try:  # the cuda face needs numba-cuda (the `cuda13`/`cuda12` extras); the other
 except ImportError:  # pragma: no cover
     cuda = None
 
-from leaky.kernels.scalar import activate
+from leaky.kernels.scalar import activate, activate_cuda
 
 _FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}  # reassociation, not no-NaN: NaNs still show
 
@@ -273,7 +273,7 @@ def _step_kernel(V0, u, K, bias, leak, xi, tile_lo, tile_hi, n_inputs, activatio
             for n in range(tx, N, TILE_N):
                 yy = z[tau, b, n] * scale
                 y[tau, b, n] = yy
-                a = activate(yy, activation)
+                a = activate_cuda(yy, activation)
                 if n >= n_inputs:
                     a += xi[tau, b, n]
                 alpha[tau, b, n] = a
@@ -317,3 +317,11 @@ def step_cuda(V0, u, K, bias, leak, xi, tile_lo, tile_hi, n_inputs, activation, 
         V0, u, K, bias, leak, xi, tile_lo, tile_hi, np.int32(n_inputs), np.int32(activation),
         np.int32(inhibition), np.float32(kappa), bool(pulse), Vc, z, y, alpha)
     return out
+
+
+# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
+_F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
+CUDA_KERNELS = [
+    (_step_kernel, [f"void({_F2}, {_F2}, {_F2}, {_F1}, {_F1}, {_F3}, {_I1}, {_I1}, int32, int32, "
+                    f"int32, float32, boolean, {_F3}, {_F3}, {_F3}, {_F3})"]),
+]
