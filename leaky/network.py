@@ -96,6 +96,9 @@ class Network:
     backend : {"auto", "numpy", "cpu", "cuda"}
         ``numpy`` runs the float64 reference kernels, ``cpu`` the Numba CPU kernels (float32),
         ``cuda`` the Numba CUDA kernels on CuPy arrays (float32).
+    mask : (N, N) array, optional
+        A topology of your own (non-zero = connection from column m to row n), replacing the
+        one ``config.topology`` would build.
     observation_space, action_space : gymnasium.spaces.Box, optional
         When given, the encoder maps the observation bounds affinely to [-1, 1] (dimensions with
         infinite bounds pass through unchanged) and the decoder maps [-1, 1] to the action box;
@@ -108,7 +111,7 @@ class Network:
     """
 
     def __init__(self, config: NetworkConfig, backend: str | Backend = "auto",
-                 observation_space=None, action_space=None):
+                 observation_space=None, action_space=None, mask=None):
         if not isinstance(config, NetworkConfig):
             raise ConfigError(f"config: got {type(config).__name__}, expected a leaky.NetworkConfig")
         self.config = config
@@ -116,7 +119,12 @@ class Network:
         cfg = config
         N = cfg.n_neurons
         rng = np.random.default_rng(cfg.seed)
-        mask = build_mask(cfg, rng)
+        if mask is None:
+            mask = build_mask(cfg, rng)
+        else:
+            mask = (to_numpy(mask) != 0).astype(np.float64)
+            if mask.shape != (N, N):
+                raise ConfigError(f"mask: got shape {mask.shape}, expected (n_neurons, n_neurons) = {(N, N)}")
         self.inputs = np.arange(cfg.n_inputs)
         self.outputs = np.arange(N - cfg.n_outputs, N)
         self._check_reachable(mask)

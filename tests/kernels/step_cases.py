@@ -23,6 +23,7 @@ def random_step_case(rng, B, N, n_inputs, n_outputs, delay, topology="dense", le
                         leak=leak, activation=activation, inhibition=inhibition,
                         kappa=0.7, input_mode=input_mode, topology=topology, seed=seed,
                         weight_scale=1.5, **extra)
+    Network(cfg, backend="numpy")  # raises ConfigError now if the mask cuts an output off
     V0 = rng.standard_normal((B, N))
     obs = rng.standard_normal((B, n_inputs))
     xi = noise * rng.standard_normal((cfg.delay, B, N))
