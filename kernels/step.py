@@ -85,6 +85,37 @@ def step_reference(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activatio
     return Vc, z, y, alpha
 
 
+def step_composed(xp, V0, u, K, bias, leak, xi, n_inputs, activation, inhibition, kappa, pulse):
+    """The same step composed from library calls (GEMM + elementwise) on ``xp`` (NumPy or CuPy).
+
+    Not a face of the kernel: the alternative every face is benchmarked against (one GEMM and
+    about ten elementwise passes per internal step). Returns ``(Vc, z, y, alpha)``.
+    """
+    ell, B, N = xi.shape
+    V = V0.copy()
+    if pulse:
+        V[:, :n_inputs] += u
+    else:
+        V[:, :n_inputs] = u
+    Vc, z, y, alpha = [V], [], [], []
+    act = {0: xp.tanh, 1: lambda a: xp.maximum(a, 0), 2: lambda a: a}[activation]
+    for tau in range(ell):
+        zt = V @ K.T + bias
+        yt = zt
+        if inhibition == 1:
+            yt = zt / (1 + kappa * xp.abs(zt[:, n_inputs:]).mean(axis=1, keepdims=True))
+        at = act(yt) + xi[tau]
+        at[:, :n_inputs] -= xi[tau][:, :n_inputs]
+        V = (1 - leak) * V + leak * at
+        if not pulse:
+            V[:, :n_inputs] = u
+        Vc.append(V)
+        z.append(zt)
+        y.append(yt)
+        alpha.append(at)
+    return xp.stack(Vc), xp.stack(z), xp.stack(y), xp.stack(alpha)
+
+
 # ---------------------------------------------------------------------------------------------
 # cpu: numba.njit, fused, parallel over blocks of neurons (K stays in cache) then over rows
 # ---------------------------------------------------------------------------------------------
