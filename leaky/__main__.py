@@ -1,0 +1,5 @@
+import sys
+
+from leaky.cli import main
+
+sys.exit(main())

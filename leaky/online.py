@@ -1,0 +1,109 @@
+"""What every backprop-free learner shares: act with per-neuron noise, learn one step late.
+
+At environment step t the network acts with noise ξ_t and leaves its cache (the voltages,
+pre-activations and actions of every internal step). Learning from step t needs the state the
+network is in at step t+1 (its next voltages and its greedy action there), so the transition
+of step t is learned during ``update()`` at step t+1, when the cache of t+1 exists: each
+step's cache is used once, one step late (DESIGN.md §3, ``online``).
+
+Episode ends: on termination the next state does not matter (discount 0). On truncation the
+episode would have continued: the learner steps the network once more from the voltages it
+ended with and the final observation, and bootstraps from that state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from leaky.network import Network, StepCache
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Step t of B environments, completed with the next step's cache."""
+
+    cache: StepCache       # step t
+    noise: Any             # ξ_t (ℓ, B, N)
+    reward: Any            # (B,)
+    terminated: Any        # (B,) float 0/1
+    next_cache: StepCache  # step t+1 (rows that were truncated: the bootstrap step)
+
+
+class OnlineLearner(ABC):
+    """Base of the local and perturbation learners: noise, one-step-late transitions."""
+
+    def __init__(self, net: Network, noise_std: float, seed: int):
+        self.net = net
+        self.xp = net.xp
+        self.noise_std = float(noise_std)
+        self.rng = net.backend.rng(seed + 7919)
+        self._current: tuple[StepCache, Any] | None = None   # cache and noise of the latest act
+        self._pending: dict | None = None                     # step t, waiting for step t+1
+        self._ready: dict | None = None                       # step t-1, complete at update()
+        self.updates = 0
+
+    # -- the learner protocol of leaky.train -----------------------------------------------
+
+    def act(self, V, obs, explore: bool = True):
+        net = self.net
+        B = V.shape[0]
+        noise = net.sample_noise(self.rng, B, self.noise_std) if explore and self.noise_std > 0 else None
+        V_end, action, cache = net.step(V, obs, noise)
+        if explore:
+            self._current = (cache, noise if noise is not None else net.backend.zeros(cache.alpha.shape))
+        return V_end, action
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, V_start, V_end):
+        """Record step t's outcome; the bootstrap step for truncated rows is taken now."""
+        if self._current is None:
+            raise RuntimeError("observe() called before act(explore=True)")
+        be = self.net.backend
+        cache, noise = self._current
+        truncated = np.asarray(truncated, dtype=bool)
+        terminated = np.asarray(terminated, dtype=bool)
+        boot = None
+        if (truncated & ~terminated).any():
+            _, _, boot = self.net.step(V_end, next_obs, self.net.sample_noise(self.rng, V_end.shape[0], self.noise_std)
+                                       if self.noise_std > 0 else None)
+        self._ready = self._pending
+        self._pending = {"cache": cache, "noise": noise, "reward": be.asarray(reward),
+                         "terminated": be.asarray(terminated.astype(np.float64)),
+                         "truncated": truncated & ~terminated, "boot": boot}
+        self._current = None
+
+    def update(self) -> dict:
+        """Learn the previous step's transition (its next cache is the latest act's)."""
+        prev, self._ready = self._ready, None
+        if prev is None:
+            return {}
+        next_cache = self._pending["cache"]
+        if prev["boot"] is not None:
+            next_cache = _merge_rows(self.xp, next_cache, prev["boot"], prev["truncated"])
+        tr = Transition(prev["cache"], prev["noise"], prev["reward"], prev["terminated"], next_cache)
+        metrics = self.learn(tr)
+        self.updates += 1
+        return metrics
+
+    @abstractmethod
+    def learn(self, tr: Transition) -> dict:
+        """One update from one transition of B environments; returns scalar metrics."""
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state.get("updates", 0))
+        self._pending = self._current = None
+        self._ready = None
+
+
+def _merge_rows(xp, cache: StepCache, other: StepCache, rows: np.ndarray) -> StepCache:
+    """``cache`` with the batch rows ``rows`` taken from ``other`` (axis 1 of every field)."""
+    sel = xp.asarray(rows)[None, :, None]
+    return StepCache(*(xp.where(sel, getattr(other, f), getattr(cache, f)) for f in ("V", "z", "y", "alpha")))

@@ -1,0 +1,91 @@
+"""Per-neuron node perturbation against a shared dopamine TD error (the classic baseline).
+
+Every neuron n perturbs its action with its own noise ξ_n at its decision step τ_n (DESIGN.md
+§3, causal clock). One shared linear value of the voltages, ``v(x) = w_v·x + c_v`` with
+``x = V_t[0]`` (the voltages as the environment step begins, sensors applied), is trained by
+TD(0); its TD error is broadcast to every neuron::
+
+    δ_b = r_b + γ(1 − terminated_b)·v(x'_b) − v(x_b)
+    ΔK[n, m] = η · mean_b[ δ_b · ξ_n,b / σ² · σ'(y_n,b) · V_m,b ]       (V at τ_n, on the mask)
+    Δb_n     = η · mean_b[ δ_b · ξ_n,b / σ² · σ'(y_n,b) ]
+
+``ξ/σ²`` is the score of the Gaussian perturbation, so ``δ·ξ/σ²`` estimates ``∂J/∂α_n``, and
+the chain to the weights is the neuron's own (no backpropagation through the network). Written
+with GEMMs on the backend's array module: neurons sharing a decision step form one
+``(n, B) × (B, N)`` product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from leaky.errors import ConfigError
+from leaky.network import Network
+from leaky.online import OnlineLearner, Transition
+
+
+@dataclass(frozen=True)
+class PerturbationConfig:
+    """Node perturbation: actor step ``lr``, value step ``value_lr``, noise ``noise_std``."""
+
+    lr: float = 1e-3
+    value_lr: float = 1e-2
+    gamma: float = 0.99
+    noise_std: float = 0.1
+    max_grad_norm: float = 0.0   # clip of each neuron's row update (0: no clip)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("lr", "value_lr", "noise_std"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"PerturbationConfig.{name}: got {getattr(self, name)!r}, expected > 0")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ConfigError(f"PerturbationConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
+
+
+class PerturbationLearner(OnlineLearner):
+    def __init__(self, net: Network, cfg: PerturbationConfig):
+        super().__init__(net, cfg.noise_std, cfg.seed)
+        self.cfg = cfg
+        N = net.n_neurons
+        self.w_v = net.backend.zeros(N)
+        self.c_v = net.backend.zeros(())
+        self.agents = np.arange(net.config.n_inputs, N)
+        steps = net.decision_step[self.agents]
+        # neurons grouped by decision step: one GEMM per group
+        self.groups = [(int(t), net.backend.asarray(self.agents[steps == t], dtype=np.int64))
+                       for t in np.unique(steps)]
+
+    def learn(self, tr: Transition) -> dict:
+        xp, cfg, net = self.xp, self.cfg, self.net
+        x, x_next = tr.cache.V[0], tr.next_cache.V[0]
+        v, v_next = x @ self.w_v + self.c_v, x_next @ self.w_v + self.c_v
+        delta = tr.reward + cfg.gamma * (1.0 - tr.terminated) * v_next - v
+        B = x.shape[0]
+        self.w_v += cfg.value_lr * (delta @ x) / B
+        self.c_v += cfg.value_lr * delta.mean()
+        scale = cfg.lr / (B * cfg.noise_std ** 2)
+        for tau, idx in self.groups:
+            y = tr.cache.y[tau][:, idx]
+            grad_act = 1.0 - xp.tanh(y) ** 2 if net.config.activation == "tanh" else (
+                (y > 0).astype(y.dtype) if net.config.activation == "relu" else xp.ones_like(y))
+            g = delta[:, None] * tr.noise[tau][:, idx] * grad_act        # (B, n)
+            dK = scale * (g.T @ tr.cache.V[tau]) * net.mask[idx]
+            db = scale * g.sum(axis=0)
+            if cfg.max_grad_norm > 0:
+                norm = xp.sqrt((dK ** 2).sum(axis=1) + db ** 2)
+                f = xp.minimum(1.0, cfg.max_grad_norm / xp.maximum(norm, 1e-12))
+                dK, db = dK * f[:, None], db * f
+            net.K[idx] += dK
+            net.b[idx] += db
+        return {"td_error": float(xp.abs(delta).mean()), "value": float(v.mean())}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "w_v": self.w_v, "c_v": self.c_v}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.w_v = self.net.backend.asarray(state["w_v"])
+        self.c_v = self.net.backend.asarray(state["c_v"])

@@ -1,0 +1,465 @@
+"""Training: B vectorized Gymnasium environments, one learner, greedy evaluation, checkpoints.
+
+    python -m leaky train --env Pendulum-v1 --learner local --steps 100000
+
+The loop (``train(cfg)``), once per vectorized environment step::
+
+    V_end, a = learner.act(V, obs, explore=True)          # ℓ internal steps, with noise
+    obs', r, terminated, truncated = envs.step(a)          # same-step autoreset
+    learner.observe(obs, a, r, final_obs, terminated, truncated, V, V_end)
+    learner.update()                                       # one update (after learning_starts)
+    V = V_end, zeroed for environments whose episode ended
+
+Every learner implements ``act``, ``observe``, ``update``, ``state_dict`` and
+``load_state_dict`` (see :class:`Learner`). A CPU run repeats exactly for a seed. Checkpoints
+are written to a temporary file and renamed; ``resume=True`` continues from the last one
+(weights, optimiser state, replay contents, counters and RNG state; the environments start
+fresh episodes, seeded from the resume step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from leaky.backend import get_backend, to_numpy
+from leaky.config import NetworkConfig
+from leaky.errors import ConfigError, DivergenceError, InputError
+from leaky.network import Network
+
+LEARNERS = ("local", "ddpg", "perturbation")
+
+
+class Learner(Protocol):
+    def act(self, V, obs, explore: bool): ...
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, V_start, V_end): ...
+
+    def update(self) -> dict: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run.
+
+    Parameters
+    ----------
+    env : Gymnasium id with Box observation and action spaces.
+    learner : ``local`` (every neuron an agent), ``ddpg`` (backprop baseline) or ``perturbation``.
+    steps : total environment steps, summed over the ``n_envs`` environments.
+    hidden : hidden layer sizes of the default layered network ([] with ``topology="dense"``).
+    topology, neurons, delay, leak : a recurrent network instead (``topology="dense"`` or
+        ``"sparse"``, ``neurons`` in total, ``delay`` ℓ, ``leak`` λ); ignored when layered.
+    learner_options : keyword arguments of the learner's own config dataclass.
+    eval_every, eval_episodes : greedy evaluation cadence (env steps) and size; evaluation
+        environments are seeded from ``10_000 + seed`` onwards, apart from training seeds.
+    """
+
+    env: str = "Pendulum-v1"
+    learner: str = "local"
+    steps: int = 50_000
+    n_envs: int = 8
+    seed: int = 0
+    backend: str = "cpu"
+    hidden: tuple[int, ...] = (32, 32)
+    topology: str = "layered"
+    neurons: int = 64
+    delay: int = 2
+    leak: float = 1.0
+    activation: str = "tanh"
+    learner_options: dict = field(default_factory=dict)
+    eval_every: int = 10_000
+    eval_episodes: int = 5
+    checkpoint: str | None = None
+    checkpoint_every: int = 20_000
+    resume: bool = False
+    trace: str | None = None
+    trace_options: dict = field(default_factory=dict)
+    progress: bool = True
+    check_every: int = 100
+
+    def __post_init__(self):
+        if self.learner not in LEARNERS:
+            raise ConfigError(f"TrainConfig.learner: got {self.learner!r}, expected one of {list(LEARNERS)}")
+        for name in ("steps", "n_envs", "eval_episodes", "check_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"TrainConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
+        if self.topology not in ("layered", "dense", "sparse"):
+            raise ConfigError(f"TrainConfig.topology: got {self.topology!r}, expected layered, dense or sparse")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What a run measured."""
+
+    env_steps: int
+    episodes: int
+    train_returns: list[float]
+    evaluations: list[dict]
+    wall_seconds: float
+    update_seconds: float
+    updates: int
+
+    @property
+    def final_eval(self) -> float:
+        return self.evaluations[-1]["mean"] if self.evaluations else float("nan")
+
+    def summary(self) -> str:
+        last = self.evaluations[-1] if self.evaluations else None
+        first = self.evaluations[0] if self.evaluations else None
+        parts = [f"{self.env_steps} env steps, {self.episodes} episodes, {self.wall_seconds:.0f} s"]
+        if first and last:
+            parts.append(f"greedy return {first['mean']:.1f} at step {first['step']} → "
+                         f"{last['mean']:.1f} ± {last['std']:.1f} at step {last['step']}")
+        if self.updates:
+            parts.append(f"{self.updates} updates, {self.update_seconds / self.updates * 1e3:.2f} ms each")
+        return "; ".join(parts)
+
+
+# -- environments ---------------------------------------------------------------------------------
+
+def make_envs(env_id: str, n_envs: int):
+    """Synchronous vector env with same-step autoreset; checks the spaces are Boxes."""
+    import gymnasium as gym
+
+    try:
+        envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
+                            vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    except gym.error.Error as e:
+        raise ConfigError(f"env: cannot make {env_id!r} ({e}); expected a registered Gymnasium id "
+                          f"such as 'Pendulum-v1' or 'InvertedPendulum-v5'") from e
+    check_spaces(env_id, envs.single_observation_space, envs.single_action_space)
+    return envs
+
+
+def check_spaces(env_id, obs_space, act_space) -> None:
+    import gymnasium as gym
+
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise ConfigError(f"env {env_id!r}: observation space is {obs_space}, expected a Box "
+                          f"(continuous vector observations feed the sensor neurons)")
+    if not isinstance(act_space, gym.spaces.Box):
+        raise ConfigError(f"env {env_id!r}: action space is {act_space}, expected a Box "
+                          f"(output voltages decode to continuous actions)")
+    if not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
+        raise ConfigError(f"env {env_id!r}: action space has infinite bounds, expected a bounded Box")
+
+
+def build_network(cfg: TrainConfig, obs_space, act_space) -> Network:
+    d_obs = int(np.prod(obs_space.shape))
+    d_act = int(np.prod(act_space.shape))
+    if cfg.topology == "layered":
+        net_cfg = NetworkConfig.layered([d_obs, *cfg.hidden, d_act], activation=cfg.activation, seed=cfg.seed)
+    else:
+        extra = {"fan_in": max(1, cfg.neurons // 4)} if cfg.topology == "sparse" else {}
+        net_cfg = NetworkConfig(n_neurons=cfg.neurons, n_inputs=d_obs, n_outputs=d_act, delay=cfg.delay,
+                                leak=cfg.leak, activation=cfg.activation, topology=cfg.topology,
+                                seed=cfg.seed, **extra)
+    return Network(net_cfg, backend=cfg.backend, observation_space=obs_space, action_space=act_space)
+
+
+def make_learner(cfg: TrainConfig, net: Network) -> Learner:
+    opts = dict(cfg.learner_options)
+    opts.setdefault("seed", cfg.seed)
+    if cfg.learner == "ddpg":
+        from leaky.ddpg import DDPGConfig, DDPGLearner
+
+        return DDPGLearner(net, _dataclass_from(DDPGConfig, opts), net.backend)
+    if cfg.learner == "perturbation":
+        from leaky.perturbation import PerturbationConfig, PerturbationLearner
+
+        return PerturbationLearner(net, _dataclass_from(PerturbationConfig, opts))
+    from leaky.local import LocalConfig, LocalLearner
+
+    return LocalLearner(net, _dataclass_from(LocalConfig, opts))
+
+
+def _dataclass_from(cls, opts: dict):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(opts) - names)
+    if unknown:
+        raise ConfigError(f"learner options {unknown} are not fields of {cls.__name__}; expected some of {sorted(names)}")
+    return cls(**opts)
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+def evaluate(net: Network, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Greedy returns of ``episodes`` episodes, run as one batch of environments."""
+    import gymnasium as gym
+
+    envs = gym.make_vec(env_id, num_envs=episodes, vectorization_mode="sync",
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+    try:
+        obs, _ = envs.reset(seed=seed)
+        V = net.reset(episodes)
+        returns = np.zeros(episodes)
+        finished = np.zeros(episodes, dtype=bool)
+        while not finished.all():
+            V, action, _ = net.step(V, obs)
+            obs, r, term, trunc, _ = envs.step(to_numpy(action))
+            returns += np.where(finished, 0.0, r)
+            finished |= term | trunc
+        return returns.tolist()
+    finally:
+        envs.close()
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+
+def save_checkpoint(path: str, state: dict) -> None:
+    """Write ``state`` (nested dicts of arrays and JSON-able values) atomically to ``path``."""
+    flat = {}
+    meta = {}
+
+    def walk(prefix, obj):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}/{k}" if prefix else str(k), v)
+        elif hasattr(obj, "shape") and not np.isscalar(obj):
+            flat[prefix] = to_numpy(obj)
+        else:
+            meta[prefix] = obj
+
+    walk("", state)
+    flat["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.savez(f, **flat)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str) -> dict:
+    try:
+        data = np.load(path, allow_pickle=False)
+        meta = json.loads(bytes(data["__meta__"]).decode())
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"checkpoint {path!r}: cannot be read ({e}); expected a file written by leaky train") from e
+    state: dict = {}
+
+    def put(key, value):
+        parts = key.split("/")
+        d = state
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = value
+
+    for k in data.files:
+        if k != "__meta__":
+            put(k, data[k])
+    for k, v in meta.items():
+        put(k, v)
+    return state
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+def _check_finite(name, x, step):
+    bad = ~np.isfinite(x)
+    if bad.any():
+        idx = tuple(int(i[0]) for i in np.nonzero(bad))
+        raise InputError(f"{name} at env step {step}: non-finite value at index {idx}; expected finite values")
+
+
+def _check_network(net: Network, V, step: int) -> None:
+    K = to_numpy(net.K)
+    bad_rows = np.flatnonzero(~np.isfinite(K).all(axis=1) | ~np.isfinite(to_numpy(net.b)))
+    if bad_rows.size:
+        raise DivergenceError(f"weights became non-finite at env step {step}: neuron {int(bad_rows[0])} "
+                              f"(and {bad_rows.size - 1} more)")
+    Vn = to_numpy(V)
+    bad = np.flatnonzero(~np.isfinite(Vn).all(axis=0))
+    if bad.size:
+        raise DivergenceError(f"voltages became non-finite at env step {step}: neuron {int(bad[0])} "
+                              f"(and {bad.size - 1} more)")
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run ``cfg``; returns a :class:`TrainResult` (and writes checkpoint / trace if asked)."""
+    from tqdm.auto import tqdm
+
+    envs = make_envs(cfg.env, cfg.n_envs)
+    net = build_network(cfg, envs.single_observation_space, envs.single_action_space)
+    learner = make_learner(cfg, net)
+    be = net.backend
+    iterations = math.ceil(cfg.steps / cfg.n_envs)
+    start = 0
+    evaluations: list[dict] = []
+    train_returns: list[float] = []
+    if cfg.resume and cfg.checkpoint and os.path.exists(cfg.checkpoint):
+        state = load_checkpoint(cfg.checkpoint)
+        net.set_parameters(K=state["network"]["K"], b=state["network"]["b"])
+        learner.load_state_dict(state["learner"])
+        start = int(state["loop"]["iteration"])
+        evaluations = list(state["loop"]["evaluations"])
+        train_returns = list(state["loop"]["train_returns"])
+
+    trace = _open_trace(cfg, net, envs) if cfg.trace else None
+    obs, _ = envs.reset(seed=cfg.seed + start)
+    V = net.reset(cfg.n_envs)
+    ep_return = np.zeros(cfg.n_envs)
+    recent = deque(train_returns[-20:], maxlen=20)
+    update_seconds, updates = 0.0, 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=iterations * cfg.n_envs, initial=start * cfg.n_envs, disable=not cfg.progress,
+               unit="step", desc=f"{cfg.learner} {cfg.env}", dynamic_ncols=True)
+    it = start
+    try:
+        for it in range(start, iterations):
+            step = it * cfg.n_envs
+            V_end, action = learner.act(V, obs, explore=True)
+            act_np = to_numpy(action)
+            next_obs, reward, term, trunc, info = envs.step(act_np)
+            _check_finite("observation", next_obs, step)
+            _check_finite("reward", reward, step)
+            done = term | trunc
+            final_obs = next_obs
+            if done.any():
+                final_obs = next_obs.copy()
+                for i in np.flatnonzero(done):
+                    final_obs[i] = info["final_obs"][i]
+            learner.observe(obs, action, reward, final_obs, term, trunc, V, V_end)
+            u0 = time.perf_counter()
+            metrics = learner.update()
+            if metrics:
+                be.synchronize()
+                update_seconds += time.perf_counter() - u0
+                updates += 1
+            if trace is not None:
+                trace.log_step(obs=obs, actions=act_np, rewards=reward, terminations=term, truncations=trunc,
+                               next_obs=final_obs)
+                if metrics and it % 10 == 0:
+                    trace.log_training(step, **{k: float(v) for k, v in metrics.items() if np.isscalar(v)})
+            ep_return += reward
+            for i in np.flatnonzero(done):
+                train_returns.append(float(ep_return[i]))
+                recent.append(float(ep_return[i]))
+                ep_return[i] = 0.0
+            V = V_end
+            if done.any():
+                V = V.copy()
+                V[be.asarray(done, dtype=bool)] = 0.0
+            obs = next_obs
+            if (it + 1) % cfg.check_every == 0:
+                _check_network(net, V, step)
+            done_steps = (it + 1) * cfg.n_envs
+            if done_steps // cfg.eval_every > step // cfg.eval_every or it == iterations - 1:
+                rets = evaluate(net, cfg.env, cfg.eval_episodes, 10_000 + cfg.seed * 1000 + len(evaluations))
+                evaluations.append({"step": done_steps, "mean": float(np.mean(rets)),
+                                    "std": float(np.std(rets)), "returns": rets})
+                if trace is not None:
+                    trace.log_training(done_steps, eval_return=float(np.mean(rets)))
+            if cfg.checkpoint and (done_steps // cfg.checkpoint_every > step // cfg.checkpoint_every
+                                   or it == iterations - 1):
+                _save(cfg, net, learner, it + 1, evaluations, train_returns)
+            bar.update(cfg.n_envs)
+            if it % 20 == 0:
+                post = {"ret": f"{np.mean(recent):.1f}" if recent else "-"}
+                if evaluations:
+                    post["eval"] = f"{evaluations[-1]['mean']:.1f}"
+                bar.set_postfix(post, refresh=False)
+    finally:
+        bar.close()
+        envs.close()
+        if trace is not None:
+            trace.close()
+    return TrainResult(env_steps=iterations * cfg.n_envs, episodes=len(train_returns),
+                       train_returns=train_returns, evaluations=evaluations,
+                       wall_seconds=time.perf_counter() - t0, update_seconds=update_seconds, updates=updates)
+
+
+def _save(cfg, net, learner, iteration, evaluations, train_returns):
+    save_checkpoint(cfg.checkpoint, {
+        "network": {"K": net.K, "b": net.b},
+        "learner": learner.state_dict(),
+        "loop": {"iteration": iteration, "evaluations": evaluations, "train_returns": train_returns,
+                 "config": json.dumps(cfg.to_dict())},
+    })
+
+
+def _open_trace(cfg, net, envs):
+    from leaky.trace import Trace
+
+    import leaky
+
+    return Trace(cfg.trace, n_envs=cfg.n_envs, obs_dim=int(np.prod(envs.single_observation_space.shape)),
+                 act_dim=int(np.prod(envs.single_action_space.shape)), n_neurons=net.n_neurons,
+                 delay=net.delay, config={"train": cfg.to_dict(), "network": net.config.to_dict(),
+                                          "leaky": leaky.__version__},
+                 seeds={"train": cfg.seed, "eval": 10_000 + cfg.seed * 1000}, **cfg.trace_options)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+def _parse_options(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set: got {item!r}, expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def run(args) -> int:
+    cfg = TrainConfig(env=args.env, learner=args.learner, steps=args.steps, n_envs=args.envs, seed=args.seed,
+                      backend=args.backend, hidden=tuple(args.hidden), topology=args.topology,
+                      neurons=args.neurons, delay=args.delay, leak=args.leak,
+                      learner_options=_parse_options(args.set), eval_every=args.eval_every,
+                      eval_episodes=args.eval_episodes, checkpoint=args.checkpoint, resume=args.resume,
+                      trace=args.trace, progress=not args.no_progress)
+    result = train(cfg)
+    if args.json:
+        print(json.dumps({"config": cfg.to_dict(), "env_steps": result.env_steps, "episodes": result.episodes,
+                          "evaluations": result.evaluations, "wall_seconds": result.wall_seconds,
+                          "update_ms": result.update_seconds / max(1, result.updates) * 1e3}))
+    else:
+        print(f"{cfg.learner} on {cfg.env}: {result.summary()}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a network in a Gymnasium environment",
+                       description="Train a leaky network with the local (backprop-free), ddpg or "
+                                   "perturbation learner; prints greedy evaluation returns.")
+    p.add_argument("--env", default="Pendulum-v1", help="Gymnasium id with Box spaces")
+    p.add_argument("--learner", default="local", choices=LEARNERS)
+    p.add_argument("--steps", type=int, default=50_000, help="total env steps over all envs")
+    p.add_argument("--envs", type=int, default=8, help="vectorized environments B")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="cpu", choices=["auto", "numpy", "cpu", "cuda"])
+    p.add_argument("--hidden", type=int, nargs="*", default=[32, 32], help="hidden sizes (layered)")
+    p.add_argument("--topology", default="layered", choices=["layered", "dense", "sparse"])
+    p.add_argument("--neurons", type=int, default=64, help="N for dense/sparse")
+    p.add_argument("--delay", type=int, default=2, help="ℓ for dense/sparse")
+    p.add_argument("--leak", type=float, default=1.0, help="λ for dense/sparse")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="learner options (JSON values)")
+    p.add_argument("--eval-every", type=int, default=10_000)
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--checkpoint", help="checkpoint file (.npz), written atomically")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--trace", help="HDF5 trace file to write")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)

@@ -1,0 +1,100 @@
+"""The training loop: repeatability, checkpoints and resume, bad environments, divergence."""
+
+import json
+import os
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from leaky import ConfigError, DivergenceError, InputError
+from leaky.cli import main
+from leaky.train import TrainConfig, _check_network, build_network, load_checkpoint, save_checkpoint, train
+
+SMALL = dict(env="Pendulum-v1", steps=800, n_envs=4, eval_every=400, eval_episodes=2, progress=False,
+             hidden=(8,))
+
+
+def test_cpu_runs_repeat_exactly_for_a_seed():
+    a = train(TrainConfig(learner="perturbation", **SMALL))
+    b = train(TrainConfig(learner="perturbation", **SMALL))
+    assert a.evaluations == b.evaluations
+    assert a.train_returns == b.train_returns
+    c = train(TrainConfig(learner="perturbation", seed=1, **SMALL))
+    assert c.train_returns != a.train_returns
+
+
+def test_checkpoint_is_atomic_and_resume_continues(tmp_path):
+    ck = str(tmp_path / "run.npz")
+    first = train(TrainConfig(learner="perturbation", checkpoint=ck, checkpoint_every=400, **SMALL))
+    assert os.path.exists(ck) and not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+    state = load_checkpoint(ck)
+    assert state["loop"]["iteration"] == 200
+    more = dict(SMALL, steps=1600)
+    resumed = train(TrainConfig(learner="perturbation", checkpoint=ck, resume=True, **{**more}))
+    assert resumed.evaluations[:len(first.evaluations)] == first.evaluations
+    assert resumed.evaluations[-1]["step"] == 1600
+    assert load_checkpoint(ck)["loop"]["iteration"] == 400
+
+
+def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
+    path = str(tmp_path / "c.npz")
+    save_checkpoint(path, {"a": {"K": np.arange(6.0).reshape(2, 3)}, "n": 3, "s": "x"})
+    back = load_checkpoint(path)
+    np.testing.assert_array_equal(back["a"]["K"], np.arange(6.0).reshape(2, 3))
+    assert back["n"] == 3 and back["s"] == "x"
+    (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_checkpoint(str(tmp_path / "bad.npz"))
+
+
+def test_unknown_env_and_unsupported_spaces():
+    with pytest.raises(ConfigError, match="registered Gymnasium id"):
+        train(TrainConfig(env="NoSuchEnv-v0", learner="perturbation", progress=False))
+    with pytest.raises(ConfigError, match="action space .* expected a Box"):
+        train(TrainConfig(env="CartPole-v1", learner="perturbation", progress=False))
+
+
+class NaNRewardEnv(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(2, np.float32), float("nan") if self.t == 3 else 0.0, False, self.t >= 10, {}
+
+
+def test_non_finite_reward_is_reported_with_the_step():
+    gym.register("LeakyNaNReward-v0", entry_point=NaNRewardEnv)
+    with pytest.raises(InputError, match=r"reward at env step 4: non-finite"):
+        train(TrainConfig(env="LeakyNaNReward-v0", learner="perturbation", steps=40, n_envs=2,
+                          progress=False, hidden=(4,)))
+
+
+def test_divergence_names_the_neuron():
+    cfg = TrainConfig(progress=False)
+    net = build_network(cfg, gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,)))
+    K = net.parameters()["K"]
+    K[7, 1] = np.nan
+    net.set_parameters(K=K)
+    with pytest.raises(DivergenceError, match="env step 123: neuron 7"):
+        _check_network(net, net.reset(2), 123)
+
+
+def test_bad_learner_options():
+    with pytest.raises(ConfigError, match="not fields of PerturbationConfig"):
+        train(TrainConfig(learner="perturbation", learner_options={"learning_rate": 1.0}, **SMALL))
+    with pytest.raises(ConfigError, match="learner"):
+        TrainConfig(learner="sgd")
+
+
+def test_cli_train_json(capsys):
+    assert main(["train", "--learner", "perturbation", "--steps", "400", "--envs", "2", "--hidden", "4",
+                 "--eval-every", "400", "--eval-episodes", "1", "--no-progress", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["env_steps"] == 400 and len(out["evaluations"]) == 1
