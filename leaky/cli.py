@@ -13,6 +13,7 @@ import sys
 COMMANDS = (
     "leaky.train",
     "leaky.bench",
+    "leaky.sweep",
 )
 
 

@@ -1,0 +1,198 @@
+"""``leaky sweep``: run a grid of (variant, seed) training runs and summarise them.
+
+A spec is a JSON file::
+
+    {"env": "Pendulum-v1", "steps": 100000, "seeds": [0, 1, 2],
+     "common": {"n_envs": 8, "hidden": [32, 32], "eval_every": 10000},
+     "variants": {"ddpg": {"learner": "ddpg"},
+                  "literal": {"learner": "local", "learner_options": {"family": "linear"}}}}
+
+Every (variant, seed) is one task: a :class:`leaky.train.TrainConfig` made of ``common``, the
+variant's fields, ``env``, ``steps`` and the seed. Tasks run in a process pool on this machine
+(``--workers``), or on a Ray cluster with ``--ray`` (``pip install leaky[ray]``). Each finished
+task appends one JSON line to the output file, so an interrupted sweep keeps what it finished
+and ``--resume`` skips those tasks. ``leaky sweep --report OUT.jsonl`` writes a learning-curve
+PNG (mean and spread over seeds) and prints a Markdown table of final greedy returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import numpy as np
+
+from leaky.errors import ConfigError
+
+
+def load_spec(path: str) -> dict:
+    try:
+        with open(path) as f:
+            spec = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"sweep spec {path!r}: cannot be read as JSON ({e})") from e
+    for key in ("env", "steps", "seeds", "variants"):
+        if key not in spec:
+            raise ConfigError(f"sweep spec {path!r}: missing {key!r}; expected env, steps, seeds, variants")
+    return spec
+
+
+def tasks(spec: dict) -> list[dict]:
+    out = []
+    for name, variant in spec["variants"].items():
+        for seed in spec["seeds"]:
+            fields = {**spec.get("common", {}), **variant, "env": spec["env"], "steps": spec["steps"],
+                      "seed": seed, "progress": False}
+            out.append({"variant": name, "seed": seed, "config": fields})
+    return out
+
+
+def run_task(task: dict) -> dict:
+    """One training run; returns its JSON record (never raises: errors are recorded)."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from leaky.train import TrainConfig, train
+
+    t0 = time.time()
+    record = {"variant": task["variant"], "seed": task["seed"], "config": task["config"]}
+    try:
+        cfg = TrainConfig(**{k: tuple(v) if k == "hidden" else v for k, v in task["config"].items()})
+        result = train(cfg)
+        record.update(evaluations=result.evaluations, final=result.final_eval,
+                      train_returns=result.train_returns[-20:], updates=result.updates,
+                      update_ms=result.update_seconds / max(1, result.updates) * 1e3)
+    except Exception as e:  # a failed task is a result too (divergence, bad options)
+        record.update(error=f"{type(e).__name__}: {e}")
+    record["seconds"] = time.time() - t0
+    return record
+
+
+def run_sweep(spec: dict, out: str, workers: int = 1, use_ray: bool = False, resume: bool = False,
+              only: list[str] | None = None) -> list[dict]:
+    todo = [t for t in tasks(spec) if not only or t["variant"] in only]
+    if resume and os.path.exists(out):
+        done = {(r["variant"], r["seed"]) for r in read_records(out)}
+        todo = [t for t in todo if (t["variant"], t["seed"]) not in done]
+    records = []
+    from tqdm.auto import tqdm
+
+    with open(out, "a") as f, tqdm(total=len(todo), desc="sweep", unit="run") as bar:
+        def emit(rec):
+            f.write(json.dumps(rec) + "\n")
+            f.flush()
+            records.append(rec)
+            bar.update(1)
+            bar.set_postfix_str(f"{rec['variant']} seed {rec['seed']}: {rec.get('final', rec.get('error'))}")
+
+        if use_ray:
+            import ray
+
+            ray.init(ignore_reinit_error=True)
+            remote = ray.remote(run_task)
+            pending = [remote.remote(t) for t in todo]
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                emit(ray.get(ready[0]))
+        elif workers <= 1:
+            for t in todo:
+                emit(run_task(t))
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for fut in as_completed([pool.submit(run_task, t) for t in todo]):
+                    emit(fut.result())
+    return records
+
+
+def read_records(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def summarise(records: list[dict]) -> dict:
+    """Per variant: final greedy returns over seeds (mean, std, best) and the curve."""
+    by = {}
+    for r in records:
+        by.setdefault(r["variant"], []).append(r)
+    out = {}
+    for name, recs in by.items():
+        ok = [r for r in recs if "error" not in r]
+        finals = np.array([r["final"] for r in ok]) if ok else np.array([])
+        steps = [e["step"] for e in ok[0]["evaluations"]] if ok else []
+        curves = np.array([[e["mean"] for e in r["evaluations"]] for r in ok
+                           if len(r["evaluations"]) == len(steps)]) if ok else np.zeros((0, 0))
+        out[name] = {"seeds": sorted(r["seed"] for r in ok), "errors": [r["error"] for r in recs if "error" in r],
+                     "final_mean": float(finals.mean()) if finals.size else float("nan"),
+                     "final_std": float(finals.std()) if finals.size else float("nan"),
+                     "best": float(finals.max()) if finals.size else float("nan"),
+                     "finals": finals.tolist(), "steps": steps, "curves": curves.tolist(),
+                     "update_ms": float(np.mean([r["update_ms"] for r in ok])) if ok else float("nan")}
+    return out
+
+
+def report(path: str, png: str | None = None, title: str = "") -> str:
+    summary = summarise(read_records(path))
+    lines = ["| variant | seeds | final greedy return (mean ± std) | best seed | per-seed | update ms |",
+             "|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        per = ", ".join(f"{x:.0f}" for x in s["finals"])
+        err = f" ({len(s['errors'])} failed)" if s["errors"] else ""
+        lines.append(f"| {name} | {len(s['seeds'])}{err} | {s['final_mean']:.1f} ± {s['final_std']:.1f} | "
+                     f"{s['best']:.1f} | {per} | {s['update_ms']:.2f} |")
+    if png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        for name, s in summary.items():
+            c = np.array(s["curves"])
+            if c.size == 0:
+                continue
+            x = np.array(s["steps"])
+            m = c.mean(axis=0)
+            ax.plot(x, m, label=f"{name} ({c.shape[0]} seeds)")
+            ax.fill_between(x, c.min(axis=0), c.max(axis=0), alpha=0.15)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("greedy return (mean; band: min–max over seeds)")
+        ax.set_title(title or os.path.basename(path))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(png, dpi=110)
+        plt.close(fig)
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    if args.report:
+        print(report(args.report, args.png, args.title or ""))
+        return 0
+    if not args.spec or not args.out:
+        raise ConfigError("sweep: expected SPEC and --out (or --report FILE)")
+    spec = load_spec(args.spec)
+    records = run_sweep(spec, args.out, workers=args.workers, use_ray=args.ray, resume=args.resume,
+                        only=args.only)
+    if args.json:
+        print(json.dumps(summarise(records)))
+    else:
+        print(report(args.out))
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run (variant, seed) training grids; report them",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("spec", nargs="?", help="JSON spec (see leaky/sweep.py)")
+    p.add_argument("--out", help="JSON-lines results file (appended)")
+    p.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    p.add_argument("--ray", action="store_true", help="run the tasks on Ray (leaky[ray])")
+    p.add_argument("--resume", action="store_true", help="skip tasks already in --out")
+    p.add_argument("--only", nargs="*", help="run only these variants")
+    p.add_argument("--report", metavar="JSONL", help="summarise a results file instead of running")
+    p.add_argument("--png", help="with --report: write the learning curves here")
+    p.add_argument("--title", help="with --report: plot title")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
