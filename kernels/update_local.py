@@ -1,0 +1,906 @@
+"""Fused local update: every non-sensor neuron's critic, its row of K and its bias, in one call.
+
+Every non-sensor neuron n is an agent (DESIGN.md §3). From a batch of transitions it takes one
+critic step, then one actor step with the updated critic, then a soft target update::
+
+    x = f_n ⊙ V[t, b]        critic features: f_n = 1 (view "all") or the mask row (M[n] ≠ 0)
+    μ = σ(y[t, b, n]),  d = α[t, b, n] − μ                           the centred action
+
+    advantage   Q_n(x, α) = w·x + c + d (u + p·x) + ½ h d²,   h ≤ 0
+                δ = r + cont·(w̄·x' + c̄) − Q_n(x, α)             (action terms vanish at α = μ(x'))
+    linear      Q_n(x, α) = w·x + u α + c
+                δ = r + cont·(w̄·x' + ū σ(y'[t, b, n]) + c̄) − Q_n(x, α)
+    dopamine    the caller's shared TD error δ[t, b] replaces the neuron's own w, c:
+                residual e = δ − A,  A = d (u + p·x) + ½ h d²  (advantage)  or  A = u d  (linear)
+
+    critic      θ ← θ + lr_critic · mean[e ∂Q/∂θ]    (e = δ, or the residual; SGD, or Adam on
+                                                    the loss gradient g = −mean[e ∂Q/∂θ]);
+                h ← min(h, 0)
+    actor       g = ∂Q_n/∂α at α = μ:  u + p·x (advantage, updated u, p)  or  u (linear)
+                K[n, m] += lr_actor · mean[g σ'(y_n) V[t, b, m]]   for every m with M[n, m] ≠ 0
+                b_n     += lr_actor · mean[g σ'(y_n)]
+    target      θ̄ ← (1 − τ_soft) θ̄ + τ_soft θ
+
+The means run over the batch b and the neuron's slices t: ``t = tau[n]`` only (``causal`` clock:
+the neuron's decision step) or every t (``internal`` clock: pass ``tau[n] = -1``).
+
+Critic parameters are packed, one row per neuron (``critic_layout``): ``theta (N, 2N+3)`` =
+``[w (N) | p (N) | c | u | h]``; the target ``theta_bar`` and the Adam moments have the same
+layout. A parameter the configuration does not train (p and h of ``linear``; w and c under
+``dopamine``; w and p entries outside a ``presynaptic`` view) is never written in ``theta``,
+``adam_m`` or ``adam_v``; the soft update covers the family's parameters inside the view (so
+under ``dopamine`` θ̄'s w and c still relax towards θ's, harmlessly).
+
+Shapes: Vs, ys, alphas, Vn, yn (T, B, N); r, cont, delta (T, B); tau (N,) int32; mask (N, N);
+col_lo, col_hi (N,) int32; K (N, N); bias (N,); theta, theta_bar, adam_m, adam_v (N, 2N+3);
+diag (N, 3) written: mean e, mean |e|, mean slope g per neuron (zeros on sensors).
+
+Cost per call (view ``all``, advantage, own critic): about ``7·S·N²`` multiply-adds, ``S`` the
+transitions per neuron (``B`` causal, ``T·B`` internal): three dot products per transition in the
+critic, two gradient rows, the slope and the row of K. Bytes: the voltage slices a neuron reads
+(``2·S·N`` floats, shared by all neurons through the cache), the parameter rows read and written
+once.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba import float32, njit, prange
+
+try:  # the cuda face needs numba-cuda; the others do not
+    from numba import cuda
+except ImportError:  # pragma: no cover
+    cuda = None
+
+from leaky.errors import ConfigError
+from leaky.kernels.scalar import activate, activate_cuda, activate_grad, activate_grad_cuda, shared
+
+# The same compilation conventions as kernels/step.py (kept here so that the two families do not
+# depend on each other's private helpers).
+_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}  # reassociation, not no-NaN: NaNs still show
+
+
+def _compiled(fn, name, **flags):
+    """``fn`` compiled under its own name (so the serial and parallel variants keep separate
+    cache files)."""
+    clone = types.FunctionType(fn.__code__, fn.__globals__, name)
+    clone.__qualname__ = name
+    return njit(cache=True, fastmath=_FAST, **flags)(clone)
+
+
+def _cuda_jit(fn):
+    """``cuda.jit`` without a signature: nothing compiles until the first launch."""
+    return cuda.jit(fn) if cuda is not None else None
+
+FAMILIES = {"linear": 0, "advantage": 1}
+VIEWS = {"all": 0, "presynaptic": 1}
+BASELINES = {"own": 0, "dopamine": 1}
+OPTIMIZERS = {"sgd": 0, "adam": 1}
+CLOCKS = ("causal", "internal")
+DIAG_COLUMNS = ("td_error", "abs_td_error", "slope")
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration, layout and the learner-side helpers
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """Hyperparameters of one local update (the same for every neuron).
+
+    Parameters
+    ----------
+    family : {"advantage", "linear"}
+    view : {"all", "presynaptic"}
+        Critic features: the whole voltage vector, or the voltages of the mask row.
+    baseline : {"own", "dopamine"}
+        ``own``: TD on the neuron's own critic with a soft-updated target. ``dopamine``: the
+        caller passes a shared TD error and the neuron regresses it on its advantage features.
+    optimizer : {"sgd", "adam"}
+        Of the critic; the actor step is always a plain gradient step.
+    lr_critic, lr_actor : float
+        Step sizes (``lr_actor = 0`` evaluates a policy without changing it).
+    tau_soft : float
+        Soft target update rate in [0, 1].
+    beta1, beta2, eps : float
+        Adam's moment decay rates and ε (added to √v̂).
+    """
+
+    family: str = "advantage"
+    view: str = "all"
+    baseline: str = "own"
+    optimizer: str = "adam"
+    lr_critic: float = 1e-3
+    lr_actor: float = 1e-4
+    tau_soft: float = 0.005
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        for name, table in (("family", FAMILIES), ("view", VIEWS), ("baseline", BASELINES),
+                            ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in table:
+                raise ConfigError(f"UpdateConfig.{name}: got {getattr(self, name)!r}, expected one "
+                                  f"of {sorted(table)}")
+        for name in ("lr_critic", "lr_actor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"UpdateConfig.{name}: got {value!r}, expected a finite "
+                                  "value >= 0")
+        if not 0.0 <= self.tau_soft <= 1.0:
+            raise ConfigError(f"UpdateConfig.tau_soft: got {self.tau_soft!r}, expected a value "
+                              "in [0, 1]")
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
+            raise ConfigError(f"UpdateConfig.beta1/beta2: got {(self.beta1, self.beta2)!r}, "
+                              "expected values in [0, 1)")
+        if not self.eps > 0:
+            raise ConfigError(f"UpdateConfig.eps: got {self.eps!r}, expected a value > 0")
+
+    @property
+    def codes(self) -> tuple[int, int, int, int]:
+        """``(family, view, baseline, optimizer)`` as the integer codes the kernels take."""
+        return (FAMILIES[self.family], VIEWS[self.view], BASELINES[self.baseline],
+                OPTIMIZERS[self.optimizer])
+
+    def adam_scalars(self, step: int) -> tuple[float, float]:
+        """``(step_size, eps_hat)`` of Adam step ``step`` ≥ 1, bias corrections folded in.
+
+        ``θ −= step_size · m / (√v + eps_hat)`` equals ``θ −= lr · m̂ / (√v̂ + ε)`` (Kingma & Ba's
+        efficient form, as in :mod:`leaky.optim`). For SGD: ``(lr_critic, 0)``.
+        """
+        if self.optimizer == "sgd":
+            return self.lr_critic, 0.0
+        if step < 1:
+            raise ConfigError(f"update_local: Adam step must be >= 1, got {step!r}")
+        root = math.sqrt(1.0 - self.beta2 ** step)
+        return self.lr_critic * root / (1.0 - self.beta1 ** step), self.eps * root
+
+
+class CriticLayout(NamedTuple):
+    """Columns of the packed critic row ``[w (N) | p (N) | c | u | h]``."""
+
+    w: slice
+    p: slice
+    c: int
+    u: int
+    h: int
+    width: int
+
+
+def critic_layout(N: int) -> CriticLayout:
+    """Where each critic parameter lives in a row of ``theta`` (N, 2N+3)."""
+    return CriticLayout(slice(0, N), slice(N, 2 * N), 2 * N, 2 * N + 1, 2 * N + 2, 2 * N + 3)
+
+
+class Transitions(NamedTuple):
+    """The arguments :func:`update_local_reference` and its faces take about the data.
+
+    V, y, alpha : (T, B, N)   state voltages, pre-activations after inhibition, actions taken
+    V_next, y_next : (T, B, N)  next-state voltages and pre-activations (μ(x') = σ(y_next))
+    reward, cont : (T, B)      reward, and discount × continuation γ'·(1 − terminated)
+    """
+
+    V: Any
+    y: Any
+    alpha: Any
+    V_next: Any
+    y_next: Any
+    reward: Any
+    cont: Any
+
+
+def build_transitions(cache_t, cache_next, reward, terminated, gamma, clock, xp) -> Transitions:
+    """Transitions of every neuron from two consecutive environment steps' caches.
+
+    ``causal``: slice τ is ``(V_{t,τ}, α_{t,τ}) → r_t, V_{t+1,τ}`` with discount γ (each neuron
+    later uses only its decision step τ_n). ``internal``: slice τ is ``V_{t,τ} → V_{t,τ+1}``, the
+    last one → ``V_{t+1,0}`` (the next step's first state, sensors applied), reward 0 but on the
+    last slice, discount γ^(1/ℓ) (times 1 − terminated on the last slice).
+
+    Parameters
+    ----------
+    cache_t, cache_next : StepCache of steps t and t+1 (``V (ℓ+1, B, N)``, ``y, alpha (ℓ, B, N)``)
+    reward, terminated : (B,) arrays; truncation is not termination (it bootstraps)
+    gamma : float
+    clock : {"causal", "internal"}
+    xp : the array module of the caches (NumPy or CuPy)
+
+    Returns
+    -------
+    Transitions, C-contiguous arrays in the caches' dtype.
+    """
+    if clock not in CLOCKS:
+        raise ConfigError(f"build_transitions: clock {clock!r}, expected one of {CLOCKS}")
+    ell, B, _ = cache_t.alpha.shape
+    dtype = cache_t.V.dtype
+    r = xp.asarray(reward, dtype=dtype).reshape(B)
+    alive = 1 - xp.asarray(terminated, dtype=dtype).reshape(B)
+    V = xp.ascontiguousarray(cache_t.V[:ell])
+    y = xp.ascontiguousarray(cache_t.y)
+    alpha = xp.ascontiguousarray(cache_t.alpha)
+    if clock == "causal":
+        V_next = xp.ascontiguousarray(cache_next.V[:ell])
+        y_next = xp.ascontiguousarray(cache_next.y)
+        rewards = xp.ascontiguousarray(xp.broadcast_to(r, (ell, B)))
+        cont = xp.ascontiguousarray(xp.broadcast_to(gamma * alive, (ell, B)))
+    else:
+        V_next = xp.concatenate([cache_t.V[1:ell], cache_next.V[0:1]])
+        y_next = xp.concatenate([cache_t.y[1:ell], cache_next.y[0:1]])
+        rewards = xp.zeros((ell, B), dtype=dtype)
+        rewards[ell - 1] = r
+        g = gamma ** (1.0 / ell)
+        cont = xp.full((ell, B), g, dtype=dtype)
+        cont[ell - 1] = g * alive
+    return Transitions(V, y, alpha, V_next, y_next, rewards, cont.astype(dtype, copy=False))
+
+
+def neuron_slices(decision_step, clock) -> np.ndarray:
+    """``tau (N,) int32``: each neuron's slice (``causal``), or −1 = all slices (``internal``)."""
+    if clock not in CLOCKS:
+        raise ConfigError(f"neuron_slices: clock {clock!r}, expected one of {CLOCKS}")
+    step = np.asarray(decision_step, dtype=np.int32)
+    return step.copy() if clock == "causal" else np.full_like(step, -1)
+
+
+def dopamine_td(w_v, c_v, x, x_next, r, cont, lr):
+    """Shared linear value function ``V(x) = w_v·x + c_v``: TD error, then one SGD step.
+
+    ``δ = r + cont·V(x') − V(x)`` for every transition; then ``w_v += lr·mean[δ x]``,
+    ``c_v += lr·mean[δ]`` in place (means over all T·B transitions). Runs on the arrays'
+    module (NumPy or CuPy), not a per-neuron kernel.
+
+    Parameters
+    ----------
+    w_v : (N,);  c_v : (1,) (an array, so it can change in place)
+    x, x_next : (T, B, N) voltages;  r, cont : (T, B)
+    lr : float
+
+    Returns
+    -------
+    delta : (T, B), the TD error before the step (what the neurons regress on).
+    """
+    delta = r + cont * (x_next @ w_v + c_v[0]) - (x @ w_v + c_v[0])
+    count = delta.size
+    N = x.shape[-1]
+    w_v += (lr / count) * (delta.reshape(-1) @ x.reshape(-1, N))
+    c_v += (lr / count) * delta.sum()
+    return delta
+
+
+def _masks(family, view, baseline, mask_row):
+    """Per column of a critic row: (trained, owned) booleans; the reference's bookkeeping."""
+    N = mask_row.shape[0]
+    lay = critic_layout(N)
+    feat = mask_row if view == 1 else np.ones(N, dtype=bool)
+    owned = np.zeros(lay.width, dtype=bool)
+    owned[lay.w] = feat
+    owned[[lay.c, lay.u]] = True
+    if family == 1:
+        owned[lay.p] = feat
+        owned[lay.h] = True
+    trained = owned.copy()
+    if baseline == 1:
+        trained[lay.w] = False
+        trained[lay.c] = False
+    return trained, owned
+
+
+# ---------------------------------------------------------------------------------------------
+# reference: NumPy float64, the definition
+# ---------------------------------------------------------------------------------------------
+
+_ACT_NP = {0: np.tanh, 1: lambda y: np.maximum(y, 0.0), 2: lambda y: y}
+_DACT_NP = {0: lambda y: 1.0 - np.tanh(y) ** 2, 1: lambda y: (y > 0).astype(np.float64),
+            2: lambda y: np.ones_like(y)}
+
+
+def update_local_reference(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi,
+                           K, bias, theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation,
+                           cfg, step):
+    """Definition of the fused local update, in float64; updates the arrays in place.
+
+    See the module docstring for the math and shapes. ``delta`` is read only under
+    ``baseline="dopamine"`` (may be None otherwise), ``adam_m``/``adam_v`` only under Adam
+    (may be None under SGD); ``col_lo``/``col_hi`` are not read (the mask alone defines the
+    presynaptic sets: the faces that skip outside the ranges must agree with this). ``step`` is
+    the Adam step ≥ 1 of this update. Returns ``diag``.
+    """
+    family, view, baseline, optimizer = cfg.codes
+    f64 = lambda a: np.array(a, dtype=np.float64)  # noqa: E731
+    Vs, ys, alphas, Vn, yn, r, cont = map(f64, (Vs, ys, alphas, Vn, yn, r, cont))
+    T, B, N = Vs.shape
+    lay = critic_layout(N)
+    act, dact = _ACT_NP[activation], _DACT_NP[activation]
+    M = np.asarray(mask) != 0
+    th, thb, Kf, bf = f64(theta), f64(theta_bar), f64(K), f64(bias)
+    am = f64(adam_m) if optimizer == 1 else None
+    av = f64(adam_v) if optimizer == 1 else None
+    step_size, eps_hat = cfg.adam_scalars(step)
+    out = np.zeros((N, 3))
+
+    for n in range(n_inputs, N):
+        ts = np.arange(T) if tau[n] < 0 else np.array([tau[n]])
+        feat = M[n] if view == 1 else np.ones(N, dtype=bool)
+        X = Vs[ts].reshape(-1, N) * feat                  # (S, N) critic features
+        Xn = Vn[ts].reshape(-1, N) * feat
+        y = ys[ts, :, n].reshape(-1)
+        a = alphas[ts, :, n].reshape(-1)
+        d = a - act(y)
+        w, p = th[n, lay.w], th[n, lay.p]
+        c, u, h = th[n, lay.c], th[n, lay.u], th[n, lay.h]
+
+        # critic: the residual e and the gradient features ∂Q/∂θ (or ∂A/∂θ)
+        grad_features = np.zeros((X.shape[0], lay.width))
+        if baseline == 0:
+            if family == 1:
+                Q = X @ w + c + d * (u + X @ p) + 0.5 * h * d * d
+                bootstrap = Xn @ thb[n, lay.w] + thb[n, lay.c]
+            else:
+                Q = X @ w + u * a + c
+                mu_next = act(yn[ts, :, n].reshape(-1))
+                bootstrap = Xn @ thb[n, lay.w] + thb[n, lay.u] * mu_next + thb[n, lay.c]
+            target = r[ts].reshape(-1) + cont[ts].reshape(-1) * bootstrap
+            e = target - Q
+            grad_features[:, lay.w] = X
+            grad_features[:, lay.c] = 1.0
+            grad_features[:, lay.u] = d if family == 1 else a
+        else:
+            A = d * (u + X @ p) + 0.5 * h * d * d if family == 1 else u * d
+            e = np.asarray(delta, dtype=np.float64)[ts].reshape(-1) - A
+            grad_features[:, lay.u] = d
+        if family == 1:
+            grad_features[:, lay.p] = d[:, None] * X
+            grad_features[:, lay.h] = 0.5 * d * d
+        ascent = (e[:, None] * grad_features).mean(axis=0)   # mean[e ∂Q/∂θ]
+
+        trained, owned = _masks(family, view, baseline, M[n])
+        if optimizer == 0:
+            th[n, trained] += cfg.lr_critic * ascent[trained]
+        else:
+            g = -ascent[trained]                               # gradient of the loss ½e²
+            am[n, trained] = cfg.beta1 * am[n, trained] + (1.0 - cfg.beta1) * g
+            av[n, trained] = cfg.beta2 * av[n, trained] + (1.0 - cfg.beta2) * g * g
+            th[n, trained] -= step_size * am[n, trained] / (np.sqrt(av[n, trained]) + eps_hat)
+        if family == 1:
+            th[n, lay.h] = min(th[n, lay.h], 0.0)
+
+        # actor, with the updated critic: slope ∂Q/∂α at α = μ
+        if family == 1:
+            slope = th[n, lay.u] + X @ th[n, lay.p]
+        else:
+            slope = np.full(X.shape[0], th[n, lay.u])
+        s = slope * dact(y)
+        Vpre = Vs[ts].reshape(-1, N)                          # the inputs of the weights
+        Kf[n, M[n]] += cfg.lr_actor * (s[:, None] * Vpre).mean(axis=0)[M[n]]
+        bf[n] += cfg.lr_actor * s.mean()
+
+        thb[n, owned] = (1.0 - cfg.tau_soft) * thb[n, owned] + cfg.tau_soft * th[n, owned]
+        out[n] = e.mean(), np.abs(e).mean(), slope.mean()
+
+    theta[...] = th
+    theta_bar[...] = thb
+    K[...] = Kf
+    bias[...] = bf
+    if optimizer == 1:
+        adam_m[...] = am
+        adam_v[...] = av
+    diag[...] = out
+    return diag
+
+
+# ---------------------------------------------------------------------------------------------
+# scalar math shared by the cpu and cuda faces
+# ---------------------------------------------------------------------------------------------
+
+def _residual(family, baseline, a, d, wx, px, wbx, c, u, h, cb, ub, mu_next, r, cont, delta, half):
+    """TD error (own critic) or regression residual (dopamine) of one transition.
+
+    ``half`` is ½ in the caller's float type (a float64 literal would promote float32 math).
+    """
+    if baseline == 0:
+        if family == 1:
+            return r + cont * (wbx + cb) - (wx + c + d * (u + px) + half * h * d * d)
+        return r + cont * (wbx + ub * mu_next + cb) - (wx + u * a + c)
+    if family == 1:
+        return delta - (d * (u + px) + half * h * d * d)
+    return delta - u * d
+
+
+def _step_param(theta, adam_m, adam_v, n, j, ascent, optimizer, lr, beta1, one_minus_beta1,
+                beta2, one_minus_beta2, step_size, eps_hat):
+    """One step of parameter ``theta[n, j]``: SGD ascent, or Adam descent on g = −ascent.
+
+    Under SGD the moment arrays are not touched (they may be placeholders).
+    """
+    if optimizer == 0:
+        theta[n, j] += lr * ascent
+    else:
+        g = -ascent
+        m = beta1 * adam_m[n, j] + one_minus_beta1 * g
+        v = beta2 * adam_v[n, j] + one_minus_beta2 * g * g
+        adam_m[n, j] = m
+        adam_v[n, j] = v
+        theta[n, j] -= step_size * m / (math.sqrt(v) + eps_hat)
+
+
+_residual, _residual_cuda = shared(_residual)
+_step_param, _step_param_cuda = shared(_step_param)
+
+
+# ---------------------------------------------------------------------------------------------
+# cpu: numba.njit, parallel over neurons (each neuron touches only its own rows)
+# ---------------------------------------------------------------------------------------------
+
+# Plain (not inlined) calls: several inlined call sites of the multi-return activate in one
+# function trip numba's pedantic IR check (NumbaIRAssumptionWarning); LLVM inlines them anyway.
+@njit(cache=True, fastmath=_FAST)
+def _sigma(y, code):
+    return activate(y, code)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _sigma_grad(y, code):
+    return activate_grad(y, code)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K,
+                       bias, theta, theta_bar, adam_m, adam_v, diag, activation, family, view,
+                       baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
+                       step_size, eps_hat):
+    T, B, N = Vs.shape
+    dt = theta.dtype.type
+    zero = dt(0.0)
+    one = dt(1.0)
+    half = dt(0.5)
+    ic, iu, ih = 2 * N, 2 * N + 1, 2 * N + 2
+    t0, t1 = 0, T
+    if tau[n] >= 0:
+        t0 = tau[n]
+        t1 = t0 + 1
+    count = (t1 - t0) * B
+    inv = one / dt(count)
+    lo, hi = 0, N
+    feat = np.ones(N, dtype=theta.dtype)
+    if view == 1:
+        lo, hi = col_lo[n], col_hi[n]
+        for m in range(N):
+            feat[m] = one if mask[n, m] != 0 else zero
+    gw = np.zeros(N, dtype=theta.dtype)
+    gp = np.zeros(N, dtype=theta.dtype)
+
+    c, u, h = theta[n, ic], theta[n, iu], theta[n, ih]
+    cb, ub = theta_bar[n, ic], theta_bar[n, iu]
+    sum_e = zero
+    sum_abs = zero
+    g_u = zero
+    g_h = zero
+    for t in range(t0, t1):
+        for b in range(B):
+            a = alphas[t, b, n]
+            d = a - _sigma(ys[t, b, n], activation)
+            wx = zero
+            px = zero
+            wbx = zero
+            for m in range(lo, hi):
+                x = Vs[t, b, m] * feat[m]
+                wx += theta[n, m] * x
+                px += theta[n, N + m] * x
+                wbx += theta_bar[n, m] * (Vn[t, b, m] * feat[m])
+            mu_next = zero
+            if family == 0 and baseline == 0:
+                mu_next = _sigma(yn[t, b, n], activation)
+            e = _residual(family, baseline, a, d, wx, px, wbx, c, u, h, cb, ub, mu_next, r[t, b],
+                          cont[t, b], delta[t, b], half)
+            sum_e += e
+            sum_abs += abs(e)
+            g_u += e * (a if (family == 0 and baseline == 0) else d)
+            g_h += e * half * d * d
+            ed = e * d
+            for m in range(lo, hi):
+                x = Vs[t, b, m] * feat[m]
+                gw[m] += e * x
+                gp[m] += ed * x
+
+    omb1 = one - beta1
+    omb2 = one - beta2
+    for m in range(lo, hi):
+        if feat[m] != zero:
+            if baseline == 0:
+                _step_param(theta, adam_m, adam_v, n, m, gw[m] * inv, optimizer, lr_critic,
+                            beta1, omb1, beta2, omb2, step_size, eps_hat)
+            if family == 1:
+                j = N + m
+                _step_param(theta, adam_m, adam_v, n, j, gp[m] * inv, optimizer, lr_critic,
+                            beta1, omb1, beta2, omb2, step_size, eps_hat)
+    if baseline == 0:
+        _step_param(theta, adam_m, adam_v, n, ic, sum_e * inv, optimizer, lr_critic, beta1,
+                    omb1, beta2, omb2, step_size, eps_hat)
+    _step_param(theta, adam_m, adam_v, n, iu, g_u * inv, optimizer, lr_critic, beta1, omb1,
+                beta2, omb2, step_size, eps_hat)
+    if family == 1:
+        _step_param(theta, adam_m, adam_v, n, ih, g_h * inv, optimizer, lr_critic, beta1,
+                    omb1, beta2, omb2, step_size, eps_hat)
+        theta[n, ih] = min(theta[n, ih], zero)
+
+    # actor, with the updated critic
+    u = theta[n, iu]
+    klo, khi = col_lo[n], col_hi[n]
+    for m in range(klo, khi):
+        gw[m] = zero
+    sum_slope = zero
+    sum_s = zero
+    for t in range(t0, t1):
+        for b in range(B):
+            slope = u
+            if family == 1:
+                px = zero
+                for m in range(lo, hi):
+                    px += theta[n, N + m] * (Vs[t, b, m] * feat[m])
+                slope += px
+            s = slope * _sigma_grad(ys[t, b, n], activation)
+            sum_slope += slope
+            sum_s += s
+            for m in range(klo, khi):
+                gw[m] += s * Vs[t, b, m]
+    for m in range(klo, khi):
+        if mask[n, m] != 0:
+            K[n, m] += lr_actor * (gw[m] * inv)
+    bias[n] += lr_actor * (sum_s * inv)
+
+    keep = one - tau_soft
+    for m in range(lo, hi):
+        if feat[m] != zero:
+            theta_bar[n, m] = keep * theta_bar[n, m] + tau_soft * theta[n, m]
+            if family == 1:
+                theta_bar[n, N + m] = keep * theta_bar[n, N + m] + tau_soft * theta[n, N + m]
+    theta_bar[n, ic] = keep * theta_bar[n, ic] + tau_soft * theta[n, ic]
+    theta_bar[n, iu] = keep * theta_bar[n, iu] + tau_soft * theta[n, iu]
+    if family == 1:
+        theta_bar[n, ih] = keep * theta_bar[n, ih] + tau_soft * theta[n, ih]
+    diag[n, 0] = sum_e * inv
+    diag[n, 1] = sum_abs * inv
+    diag[n, 2] = sum_slope * inv
+
+
+def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
+                     theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, family, view,
+                     baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size,
+                     eps_hat):
+    N = Vs.shape[2]
+    for n in prange(N):
+        if n < n_inputs:
+            diag[n, 0] = 0.0
+            diag[n, 1] = 0.0
+            diag[n, 2] = 0.0
+        else:
+            _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo,
+                               col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag,
+                               activation, family, view, baseline, optimizer, lr_critic,
+                               lr_actor, tau_soft, beta1, beta2, step_size, eps_hat)
+
+
+_update_cpu_serial = _compiled(_update_cpu_body, "_update_cpu_serial")
+_update_cpu_parallel = _compiled(_update_cpu_body, "_update_cpu_parallel", parallel=True)
+
+# Below this many multiply-adds per call a parallel region costs more than it saves.
+PARALLEL_MIN_WORK = 1 << 16
+
+
+def _scalars(theta, cfg, step):
+    """The float scalars every compiled face takes, in the parameters' float type."""
+    step_size, eps_hat = cfg.adam_scalars(step)
+    ft = np.float32 if theta.dtype == np.float32 else np.float64
+    return tuple(ft(v) for v in (cfg.lr_critic, cfg.lr_actor, cfg.tau_soft, cfg.beta1, cfg.beta2,
+                                 step_size, eps_hat))
+
+
+def update_local_cpu(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
+                     theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step):
+    """Fused local update on the CPU (float32 arrays, updated in place); returns ``diag``.
+
+    Same arguments as :func:`update_local_reference`; ``delta`` None and ``adam_m``/``adam_v``
+    None are allowed where unused (a placeholder array is passed, never read or written).
+    """
+    T, B, N = Vs.shape
+    if delta is None:
+        delta = r
+    if adam_m is None or adam_v is None:
+        adam_m = adam_v = theta
+    family, view, baseline, optimizer = cfg.codes
+    args = (Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias, theta,
+            theta_bar, adam_m, adam_v, diag, int(n_inputs), int(activation), family, view,
+            baseline, optimizer, *_scalars(theta, cfg, step))
+    per_neuron = (T if int(np.min(tau, initial=0)) < 0 else 1) * B
+    work = 7 * per_neuron * N * N
+    (_update_cpu_parallel if work >= PARALLEL_MIN_WORK else _update_cpu_serial)(*args)
+    return diag
+
+
+# ---------------------------------------------------------------------------------------------
+# cuda: numba.cuda.jit; one launch, one block per neuron
+# ---------------------------------------------------------------------------------------------
+#
+# Block n owns neuron n's critic row, Adam rows, target row, row of K and bias: no other block
+# touches them, so __syncthreads() between the phases is the only synchronisation (no atomics).
+#   1. TD errors: transitions in tiles of BLOCK (one per thread); the features stream through
+#      shared memory in BLOCK × TILE_M tiles (coalesced loads along m, rows padded to TILE_M + 1
+#      floats: no bank conflicts), each thread accumulates its transition's w·x, p·x, w̄·x'.
+#      e and d go to the scratch row work[n]; Σe, Σ|e|, Σe·∂Q/∂u, Σe·½d² by a shared-memory tree.
+#   2. Critic gradient rows: threads over features m (coalesced along m), each loops over the
+#      transitions reading e, d from the scratch (a broadcast), and steps its own w[m], p[m].
+#      Thread 0 steps c, u, h.
+#   3. Slopes with the updated p (tiles again), s = slope·σ'(y) into the scratch; tree sums.
+#   4. Row of K: threads over presynaptic m, Σ s·V[m]; soft target update; bias and diag.
+
+BLOCK = 128                      # threads per block; also transitions per tile (power of two)
+TILE_M = 32                      # features per shared-memory tile
+XS_SHAPE = (BLOCK, TILE_M + 1)   # +1: thread i reads row i, column k -> 33i + k, distinct banks
+PS_SHAPE = (3, TILE_M)           # w, p, w̄ slices of the tile
+RED_SHAPE = (4, BLOCK)
+
+
+@_cuda_jit
+def _update_kernel(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
+                   theta, theta_bar, adam_m, adam_v, diag, work, n_inputs, activation, family,
+                   view, baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
+                   step_size, eps_hat):
+    Xs = cuda.shared.array(XS_SHAPE, float32)
+    Xn = cuda.shared.array(XS_SHAPE, float32)
+    Ps = cuda.shared.array(PS_SHAPE, float32)
+    red = cuda.shared.array(RED_SHAPE, float32)
+    n = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    T = Vs.shape[0]
+    B = Vs.shape[1]
+    N = Vs.shape[2]
+    zero = float32(0.0)
+    one = float32(1.0)
+    half = float32(0.5)
+    if n < n_inputs:  # sensors are not agents (uniform over the block: no barrier skipped)
+        if tid < 3:
+            diag[n, tid] = zero
+        return
+    ic = 2 * N
+    iu = ic + 1
+    ih = ic + 2
+    t0 = 0
+    t1 = T
+    if tau[n] >= 0:
+        t0 = tau[n]
+        t1 = t0 + 1
+    count = (t1 - t0) * B
+    inv = one / float32(count)
+    lo = 0
+    hi = N
+    if view == 1:
+        lo = col_lo[n]
+        hi = col_hi[n]
+    own_linear = family == 0 and baseline == 0
+
+    # -- 1. residuals ---------------------------------------------------------------------------
+    c = theta[n, ic]
+    u = theta[n, iu]
+    h = theta[n, ih]
+    cb = theta_bar[n, ic]
+    ub = theta_bar[n, iu]
+    s_e = zero
+    s_abs = zero
+    s_u = zero
+    s_h = zero
+    for j0 in range(0, count, BLOCK):
+        j = j0 + tid
+        wx = zero
+        px = zero
+        wbx = zero
+        for m0 in range(lo, hi, TILE_M):
+            for q in range(tid, BLOCK * TILE_M, BLOCK):
+                i = q // TILE_M
+                k = q - i * TILE_M
+                jj = j0 + i
+                m = m0 + k
+                xv = zero
+                xn = zero
+                if jj < count and m < hi:
+                    if view == 0 or mask[n, m] != 0:
+                        tt = t0 + jj // B
+                        bb = jj - (jj // B) * B
+                        xv = Vs[tt, bb, m]
+                        if baseline == 0:
+                            xn = Vn[tt, bb, m]
+                Xs[i, k] = xv
+                Xn[i, k] = xn
+            if tid < TILE_M:
+                m = m0 + tid
+                live = m < hi
+                Ps[0, tid] = theta[n, m] if live else zero
+                Ps[1, tid] = theta[n, N + m] if live else zero
+                Ps[2, tid] = theta_bar[n, m] if live else zero
+            cuda.syncthreads()
+            for k in range(TILE_M):
+                xv = Xs[tid, k]
+                wx += Ps[0, k] * xv
+                px += Ps[1, k] * xv
+                wbx += Ps[2, k] * Xn[tid, k]
+            cuda.syncthreads()
+        if j < count:
+            tt = t0 + j // B
+            bb = j - (j // B) * B
+            a = alphas[tt, bb, n]
+            d = a - activate_cuda(ys[tt, bb, n], activation)
+            mu_next = zero
+            if own_linear:
+                mu_next = activate_cuda(yn[tt, bb, n], activation)
+            e = _residual_cuda(family, baseline, a, d, wx, px, wbx, c, u, h, cb, ub, mu_next,
+                               r[tt, bb], cont[tt, bb], delta[tt, bb], half)
+            work[n, 0, j] = e
+            work[n, 1, j] = d
+            s_e += e
+            s_abs += abs(e)
+            s_u += e * (a if own_linear else d)
+            s_h += e * half * d * d
+    red[0, tid] = s_e
+    red[1, tid] = s_abs
+    red[2, tid] = s_u
+    red[3, tid] = s_h
+    cuda.syncthreads()
+    stride = BLOCK // 2
+    while stride > 0:
+        if tid < stride:
+            for q in range(4):
+                red[q, tid] += red[q, tid + stride]
+        cuda.syncthreads()
+        stride //= 2
+    mean_e = red[0, 0] * inv
+    mean_abs = red[1, 0] * inv
+
+    # -- 2. critic step -------------------------------------------------------------------------
+    omb1 = one - beta1
+    omb2 = one - beta2
+    for m in range(lo + tid, hi, BLOCK):
+        if view == 0 or mask[n, m] != 0:
+            gw = zero
+            gp = zero
+            for tt in range(t0, t1):
+                base = (tt - t0) * B
+                for bb in range(B):
+                    x = Vs[tt, bb, m]
+                    e = work[n, 0, base + bb]
+                    gw += e * x
+                    gp += e * work[n, 1, base + bb] * x
+            if baseline == 0:
+                _step_param_cuda(theta, adam_m, adam_v, n, m, gw * inv, optimizer, lr_critic,
+                                 beta1, omb1, beta2, omb2, step_size, eps_hat)
+            if family == 1:
+                jp = N + m
+                _step_param_cuda(theta, adam_m, adam_v, n, jp, gp * inv, optimizer, lr_critic,
+                                 beta1, omb1, beta2, omb2, step_size, eps_hat)
+    if tid == 0:
+        if baseline == 0:
+            _step_param_cuda(theta, adam_m, adam_v, n, ic, red[0, 0] * inv, optimizer,
+                             lr_critic, beta1, omb1, beta2, omb2, step_size, eps_hat)
+        _step_param_cuda(theta, adam_m, adam_v, n, iu, red[2, 0] * inv, optimizer, lr_critic,
+                         beta1, omb1, beta2, omb2, step_size, eps_hat)
+        if family == 1:
+            _step_param_cuda(theta, adam_m, adam_v, n, ih, red[3, 0] * inv, optimizer,
+                             lr_critic, beta1, omb1, beta2, omb2, step_size, eps_hat)
+            theta[n, ih] = min(theta[n, ih], zero)
+    cuda.syncthreads()
+
+    # -- 3. slopes with the updated critic ------------------------------------------------------
+    u = theta[n, iu]
+    s_slope = zero
+    s_s = zero
+    for j0 in range(0, count, BLOCK):
+        j = j0 + tid
+        px = zero
+        if family == 1:
+            for m0 in range(lo, hi, TILE_M):
+                for q in range(tid, BLOCK * TILE_M, BLOCK):
+                    i = q // TILE_M
+                    k = q - i * TILE_M
+                    jj = j0 + i
+                    m = m0 + k
+                    xv = zero
+                    if jj < count and m < hi:
+                        if view == 0 or mask[n, m] != 0:
+                            xv = Vs[t0 + jj // B, jj - (jj // B) * B, m]
+                    Xs[i, k] = xv
+                if tid < TILE_M:
+                    m = m0 + tid
+                    Ps[1, tid] = theta[n, N + m] if m < hi else zero
+                cuda.syncthreads()
+                for k in range(TILE_M):
+                    px += Ps[1, k] * Xs[tid, k]
+                cuda.syncthreads()
+        if j < count:
+            tt = t0 + j // B
+            bb = j - (j // B) * B
+            slope = u + px
+            s = slope * activate_grad_cuda(ys[tt, bb, n], activation)
+            work[n, 0, j] = s
+            s_slope += slope
+            s_s += s
+    red[0, tid] = s_slope
+    red[1, tid] = s_s
+    cuda.syncthreads()
+    stride = BLOCK // 2
+    while stride > 0:
+        if tid < stride:
+            red[0, tid] += red[0, tid + stride]
+            red[1, tid] += red[1, tid + stride]
+        cuda.syncthreads()
+        stride //= 2
+
+    # -- 4. row of K, targets, bias, diagnostics ------------------------------------------------
+    for m in range(col_lo[n] + tid, col_hi[n], BLOCK):
+        if mask[n, m] != 0:
+            g = zero
+            for tt in range(t0, t1):
+                base = (tt - t0) * B
+                for bb in range(B):
+                    g += work[n, 0, base + bb] * Vs[tt, bb, m]
+            K[n, m] += lr_actor * (g * inv)
+    keep = one - tau_soft
+    for m in range(lo + tid, hi, BLOCK):
+        if view == 0 or mask[n, m] != 0:
+            theta_bar[n, m] = keep * theta_bar[n, m] + tau_soft * theta[n, m]
+            if family == 1:
+                theta_bar[n, N + m] = keep * theta_bar[n, N + m] + tau_soft * theta[n, N + m]
+    if tid == 0:
+        bias[n] += lr_actor * (red[1, 0] * inv)
+        theta_bar[n, ic] = keep * theta_bar[n, ic] + tau_soft * theta[n, ic]
+        theta_bar[n, iu] = keep * theta_bar[n, iu] + tau_soft * theta[n, iu]
+        if family == 1:
+            theta_bar[n, ih] = keep * theta_bar[n, ih] + tau_soft * theta[n, ih]
+        diag[n, 0] = mean_e
+        diag[n, 1] = mean_abs
+        diag[n, 2] = red[0, 0] * inv
+
+
+def update_local_cuda(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
+                      theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step,
+                      work=None, stream=0):
+    """Fused local update on the GPU (CuPy arrays; NumPy arrays in the simulator), float32.
+
+    Same arguments as :func:`update_local_reference`, all on the device (``tau``, ``col_lo``,
+    ``col_hi`` too). One launch of N blocks × ``BLOCK`` threads. ``work``: an optional float32
+    scratch of shape ``(N, 2, T·B)`` (allocated here when None; pass one to keep the call free of
+    allocations, e.g. under CUDA-graph capture).
+    """
+    T, B, N = Vs.shape
+    if delta is None:
+        delta = r
+    if adam_m is None or adam_v is None:
+        adam_m = adam_v = theta
+    if work is None:
+        xp = np
+        if not isinstance(theta, np.ndarray):
+            import cupy as xp
+        work = xp.empty((N, 2, T * B), dtype=np.float32)
+    family, view, baseline, optimizer = cfg.codes
+    _update_kernel[(max(1, N),), (BLOCK,), stream](
+        Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias, theta,
+        theta_bar, adam_m, adam_v, diag, work, np.int32(n_inputs), np.int32(activation),
+        np.int32(family), np.int32(view), np.int32(baseline), np.int32(optimizer),
+        *_scalars(theta, cfg, step))
+    return diag
+
+
+FACES = {"numpy": update_local_reference, "cpu": update_local_cpu, "cuda": update_local_cuda}
+"""The face each backend runs (:mod:`leaky.backend` names)."""
+
+# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
+_F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
+CUDA_KERNELS = [
+    (_update_kernel, [f"void({_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F2}, {_F2}, {_F2}, {_I1}, "
+                      f"{_F2}, {_I1}, {_I1}, {_F2}, {_F1}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, "
+                      f"{_F3}, int32, int32, int32, int32, int32, int32, float32, float32, "
+                      f"float32, float32, float32, float32, float32)"]),
+]
