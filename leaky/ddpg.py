@@ -1,0 +1,756 @@
+"""Standard DDPG with the leaky network as the actor (DESIGN.md §4): the backprop baseline.
+
+Actor ``μ(V, s)``: one environment step of the network (``ℓ`` internal steps from the carried
+voltages ``V``) followed by the decoder. Critic: an MLP ``Q(s, a)``. The actor ascends
+``Q(s, μ(V, s))`` by backpropagation through the decoder and the ℓ internal steps (BPTT,
+truncated at the environment-step boundary: the carried voltages ``V`` are a constant input).
+
+The forward pass, for every batch row (kernels/step.py, greedy: ξ = 0)::
+
+    V₀ = V with V₀[I] = ε(s)  (clamp)  or  V₀[I] = V[I] + ε(s)  (pulse)
+    τ = 0 … ℓ-1:  z = V_τ Kᵀ + b,  y = Θ(z),  α = σ(y),
+                  V_{τ+1} = (1-λ)⊙V_τ + λ⊙α,  then V_{τ+1}[I] = ε(s)  (clamp only)
+    a = δ(V_ℓ[O]) = half ⊙ clip(V_ℓ[O], -1, 1) + mid
+
+and its adjoint, given ``ḡ_a = ∂L/∂a`` (B, d_act)::
+
+    ḡ_{V_ℓ}[O] = half ⊙ ḡ_a ⊙ 1[-1 ≤ V_ℓ[O] ≤ 1]                         decoder and clip
+    τ = ℓ-1 … 0:  ḡ_{V_{τ+1}}[I] = 0 (clamp: the sensors are overwritten)
+                  ḡ_α = λ ⊙ ḡ_{V_{τ+1}},   ḡ_y = σ'(y) ⊙ ḡ_α
+                  ḡ_z = Θ'(z)ᵀ ḡ_y,   ḡ_K += ḡ_zᵀ V_τ,   ḡ_b += Σ_rows ḡ_z
+                  ḡ_{V_τ} = (1-λ) ⊙ ḡ_{V_{τ+1}} + ḡ_z K
+    ḡ_K ← ḡ_K ⊙ M                                                       K is stored masked
+
+Divisive inhibition ``y = z·s``, ``s = 1/(1 + κ·m)``, ``m = mean_{n∉I}|z_n|`` has the full
+Jacobian ``∂y_i/∂z_j = s·δ_ij − κ s² z_i sign(z_j)·1[j∉I] / (N - |I|)``, so
+``ḡ_z = s·ḡ_y − κ s² (ḡ_y·z) sign(z) 1[∉I] / (N - |I|)``. Every step is two GEMMs of
+``B·N²`` multiply-adds (``ḡ_zᵀ V`` and ``ḡ_z K``) on the backend's BLAS (cuBLAS on a GPU).
+
+Everything here is written once on the array module ``xp`` of the backend (NumPy or CuPy) in
+the backend's dtype (float64 on ``numpy``, where it is checked against finite differences).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Sequence
+
+import numpy as np
+
+from leaky.backend import Backend, get_backend, to_numpy
+from leaky.errors import ConfigError, DivergenceError, InputError
+from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS
+from leaky.network import Network
+from leaky.optim import Adam
+from leaky.replay import ReplayBuffer
+
+# ---------------------------------------------------------------------------------------------
+# Actor: the network's forward pass, kept for the backward pass
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActorParams:
+    """What the actor's forward pass reads (backend arrays).
+
+    Attributes
+    ----------
+    K : (N, N) weights, masked;  b : (N,) bias;  leak : (N,) λ;  mask : (N, N) 0/1
+    half, mid : (d_act,) decoder ``a = half·clip(V_O, -1, 1) + mid`` (1 and 0 without a box)
+    """
+
+    K: Any
+    b: Any
+    leak: Any
+    mask: Any
+    half: Any
+    mid: Any
+
+    @classmethod
+    def from_network(cls, net: Network, K=None, b=None) -> "ActorParams":
+        """The parameters of ``net`` (its own arrays, not copies), or ``K``/``b`` instead."""
+        half, mid = decoder_affine(net)
+        return cls(K=net.K if K is None else K, b=net.b if b is None else b, leak=net.leak,
+                   mask=net.mask, half=half, mid=mid)
+
+
+@dataclass(frozen=True)
+class ActorTape:
+    """One forward pass, kept for :func:`actor_backward` (backend arrays).
+
+    Attributes
+    ----------
+    V : (ℓ+1, B, N) voltages before every internal step (sensors applied) and after the last
+    z, y : (ℓ, B, N) pre-activations and inhibited pre-activations
+    scale : (ℓ, B, 1) divisive factor ``s`` (None without inhibition)
+    action : (B, d_act) decoded action
+    """
+
+    V: Any
+    z: Any
+    y: Any
+    scale: Any
+    action: Any
+
+
+@dataclass(frozen=True)
+class ActorGrads:
+    """Gradients of a scalar loss L through one environment step (backend arrays).
+
+    Attributes
+    ----------
+    K : (N, N) ∂L/∂K, masked;  b : (N,) ∂L/∂b
+    alpha : (ℓ, B, N) ∂L/∂α_τ, the loss's sensitivity to every neuron's action at every
+        internal step (the "global ∂Q/∂α_n" that gradient-alignment compares local critics with)
+    """
+
+    K: Any
+    b: Any
+    alpha: Any
+
+
+def decoder_affine(net: Network):
+    """``(half, mid)`` (d_act,) backend arrays of ``net``'s decoder: the action box or [-1, 1]."""
+    n_out = net.config.n_outputs
+    space = net.action_space
+    if space is None:
+        half, mid = np.ones(n_out), np.zeros(n_out)
+    else:
+        low = np.asarray(space.low, dtype=np.float64).reshape(-1)
+        high = np.asarray(space.high, dtype=np.float64).reshape(-1)
+        half, mid = (high - low) / 2.0, (high + low) / 2.0
+    return net.backend.asarray(half), net.backend.asarray(mid)
+
+
+def _code(value, table, what):
+    if isinstance(value, str):
+        if value not in table:
+            raise ConfigError(f"{what}: got {value!r}, expected one of {sorted(table)}")
+        return table[value]
+    return int(value)
+
+
+def _sigma(y, activation, xp):
+    if activation == 0:
+        return xp.tanh(y)
+    if activation == 1:
+        return xp.maximum(y, 0.0)
+    return y
+
+
+def _sigma_grad(y, activation, xp):
+    """σ'(y), as in kernels/scalar.py (relu'(0) = 0)."""
+    if activation == 0:
+        t = xp.tanh(y)
+        return 1.0 - t * t
+    if activation == 1:
+        return (y > 0).astype(y.dtype)
+    return xp.ones_like(y)
+
+
+def actor_forward(params: ActorParams, V0, u, n_inputs: int, activation, inhibition,
+                  kappa: float, pulse: bool, ell: int, xp) -> ActorTape:
+    """The greedy network step of kernels/step.py's reference, keeping what backward needs.
+
+    Parameters
+    ----------
+    params : ActorParams
+    V0 : (B, N) carried voltages (before the sensors are applied)
+    u : (B, n_inputs) encoded observation ε(s)
+    n_inputs : int, number of sensor neurons
+    activation, inhibition : int codes of kernels/scalar.py or their names ("tanh", "divisive")
+    kappa : float, divisive inhibition strength;  pulse : bool, input mode ``pulse``
+    ell : int, internal steps ℓ;  xp : the array module (numpy or cupy)
+
+    Returns
+    -------
+    ActorTape
+        On the numpy backend ``tape.V`` and ``tape.action`` equal ``Network.step``'s cache and
+        action bit for bit (same operations in the same order).
+    """
+    activation = _code(activation, ACTIVATIONS, "activation")
+    inhibition = _code(inhibition, INHIBITIONS, "inhibition")
+    V = xp.array(V0, copy=True)
+    B, N = V.shape
+    if pulse:
+        V[:, :n_inputs] += u
+    else:
+        V[:, :n_inputs] = u
+    Vs = xp.empty((ell + 1, B, N), dtype=V.dtype)
+    zs = xp.empty((ell, B, N), dtype=V.dtype)
+    ys = xp.empty((ell, B, N), dtype=V.dtype)
+    scales = xp.empty((ell, B, 1), dtype=V.dtype) if inhibition == 1 else None
+    Vs[0] = V
+    for tau in range(ell):
+        z = V @ params.K.T + params.b
+        if inhibition == 1:
+            s = 1.0 / (1.0 + kappa * xp.abs(z[:, n_inputs:]).mean(axis=1, keepdims=True))
+            scales[tau] = s
+            y = z * s
+        else:
+            y = z
+        alpha = _sigma(y, activation, xp)
+        V = (1.0 - params.leak) * V + params.leak * alpha
+        if not pulse:
+            V[:, :n_inputs] = u
+        Vs[tau + 1], zs[tau], ys[tau] = V, z, y
+    n_out = params.half.shape[0]
+    action = xp.clip(V[:, N - n_out:], -1.0, 1.0) * params.half + params.mid
+    return ActorTape(V=Vs, z=zs, y=ys, scale=scales, action=action)
+
+
+def actor_backward(params: ActorParams, tape: ActorTape, g_action, n_inputs: int, activation,
+                   inhibition, kappa: float, pulse: bool, xp) -> ActorGrads:
+    """BPTT of ``L`` through the decoder and the ℓ internal steps of one environment step.
+
+    Parameters
+    ----------
+    params : ActorParams, the parameters ``tape`` was computed with
+    tape : ActorTape from :func:`actor_forward`
+    g_action : (B, d_act) ∂L/∂a
+    n_inputs, activation, inhibition, kappa, pulse, xp : as in :func:`actor_forward`
+
+    Returns
+    -------
+    ActorGrads
+        ∂L/∂K (masked), ∂L/∂b and ∂L/∂α_τ; the carried voltages ``V0`` are constants.
+    """
+    activation = _code(activation, ACTIVATIONS, "activation")
+    inhibition = _code(inhibition, INHIBITIONS, "inhibition")
+    ell, B, N = tape.z.shape
+    n_out = params.half.shape[0]
+    V_out = tape.V[ell][:, N - n_out:]
+    inside = ((V_out >= -1.0) & (V_out <= 1.0)).astype(V_out.dtype)  # clip: 0 outside [-1, 1]
+    gV = xp.zeros((B, N), dtype=V_out.dtype)
+    gV[:, N - n_out:] = g_action * params.half * inside
+    gK = xp.zeros((N, N), dtype=gV.dtype)
+    gb = xp.zeros(N, dtype=gV.dtype)
+    g_alpha = xp.empty((ell, B, N), dtype=gV.dtype)
+    n_agents = N - n_inputs
+    for tau in range(ell - 1, -1, -1):
+        if not pulse:
+            gV[:, :n_inputs] = 0.0  # V_{τ+1}[I] = ε(s) does not depend on V_τ
+        g_alpha[tau] = params.leak * gV
+        gy = g_alpha[tau] * _sigma_grad(tape.y[tau], activation, xp)
+        if inhibition == 1:
+            s, z = tape.scale[tau], tape.z[tau]
+            gz = s * gy
+            coupling = kappa * s * s * (gy * z).sum(axis=1, keepdims=True) / n_agents
+            gz[:, n_inputs:] -= coupling * xp.sign(z[:, n_inputs:])
+        else:
+            gz = gy
+        gK += gz.T @ tape.V[tau]
+        gb += gz.sum(axis=0)
+        gV = (1.0 - params.leak) * gV + gz @ params.K
+    return ActorGrads(K=gK * params.mask, b=gb, alpha=g_alpha)
+
+
+# ---------------------------------------------------------------------------------------------
+# Critic: an MLP Q(s, a) with ReLU hidden layers, forward and backward by hand
+# ---------------------------------------------------------------------------------------------
+
+
+class Critic:
+    """``Q(s, a) = W_L ᵀ relu(… relu(W_1ᵀ [s, a] + c_1) …) + c_L``, a scalar per row.
+
+    Parameters
+    ----------
+    n_obs, n_act : int
+        d_obs and d_act; the input is the concatenation ``[s, a]`` (raw observation, action in
+        the environment's units).
+    hidden : sequence of int
+        Hidden widths (default DDPG: 400, 300).
+    backend : Backend or str
+    seed : int or numpy.random.SeedSequence
+        Initialisation as PyTorch's ``nn.Linear`` (CleanRL): ``W, c ~ U(±1/√fan_in)``, drawn on
+        the host so every backend starts from the same numbers.
+
+    Attributes
+    ----------
+    params : list of arrays ``[W_1 (in, h_1), c_1 (h_1,), …, W_L (h_{L-1}, 1), c_L (1,)]``
+    """
+
+    def __init__(self, n_obs: int, n_act: int, hidden: Sequence[int] = (400, 300),
+                 backend: Backend | str = "numpy", seed=0):
+        self.backend = be = get_backend(backend)
+        self.n_obs, self.n_act = int(n_obs), int(n_act)
+        self.hidden = tuple(int(h) for h in hidden)
+        rng = np.random.default_rng(seed)
+        sizes = (self.n_obs + self.n_act,) + self.hidden + (1,)
+        self.params = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = 1.0 / np.sqrt(fan_in)
+            self.params.append(be.asarray(rng.uniform(-bound, bound, (fan_in, fan_out))))
+            self.params.append(be.asarray(rng.uniform(-bound, bound, fan_out)))
+
+    @property
+    def xp(self):
+        return self.backend.xp
+
+    def copy(self) -> "Critic":
+        """A deep copy (a target network)."""
+        other = object.__new__(Critic)
+        other.backend, other.n_obs, other.n_act, other.hidden = (self.backend, self.n_obs,
+                                                                 self.n_act, self.hidden)
+        other.params = [p.copy() for p in self.params]
+        return other
+
+    def forward(self, obs, action):
+        """Q for every row.
+
+        Parameters
+        ----------
+        obs : (B, d_obs);  action : (B, d_act)
+
+        Returns
+        -------
+        q : (B,) values;  cache : the layer inputs, for :meth:`backward`
+        """
+        h = self.xp.concatenate([obs, action], axis=1)
+        inputs = []
+        n_layers = len(self.params) // 2
+        for i in range(n_layers):
+            inputs.append(h)
+            h = h @ self.params[2 * i] + self.params[2 * i + 1]
+            if i < n_layers - 1:
+                h = self.xp.maximum(h, 0.0)
+        return h[:, 0], inputs
+
+    def backward(self, cache, g_q, param_grads: bool = True):
+        """Gradients of ``L`` given ``g_q = ∂L/∂q`` (B,).
+
+        Returns
+        -------
+        grads : list like ``params`` (None when ``param_grads`` is False)
+        g_action : (B, d_act) ∂L/∂a
+        """
+        g = g_q[:, None]
+        n_layers = len(self.params) // 2
+        grads = [None] * len(self.params)
+        for i in range(n_layers - 1, -1, -1):
+            x = cache[i]
+            if param_grads:
+                grads[2 * i] = x.T @ g
+                grads[2 * i + 1] = g.sum(axis=0)
+            g = g @ self.params[2 * i].T
+            if i > 0:
+                g = g * (x > 0)  # x is the ReLU output of the layer below
+        return (grads if param_grads else None), g[:, self.n_obs:]
+
+    def soft_update_from(self, source: "Critic", tau: float) -> None:
+        """Polyak averaging: ``θ' ← τ θ + (1 - τ) θ'`` (in place)."""
+        soft_update(self.params, source.params, tau)
+
+
+def soft_update(target: Sequence[Any], source: Sequence[Any], tau: float) -> None:
+    """``target ← τ·source + (1 - τ)·target``, element-wise and in place."""
+    for t, s in zip(target, source):
+        t *= 1.0 - tau
+        t += tau * s
+
+
+# ---------------------------------------------------------------------------------------------
+# The learner
+# ---------------------------------------------------------------------------------------------
+
+NOISES = ("gaussian", "ou")
+
+
+@dataclass(frozen=True)
+class DDPGConfig:
+    """Hyper-parameters of DDPG (defaults: Lillicrap et al. 2016 / CleanRL where they agree).
+
+    Parameters
+    ----------
+    gamma : float
+        Discount γ.
+    tau : float
+        Soft target update rate τ (``θ' ← τθ + (1-τ)θ'`` after every actor update).
+    actor_lr, critic_lr : float
+        Adam step sizes of the network's (K, b) and of the critic.
+    batch_size : int
+        Minibatch size of one update.
+    buffer_size : int
+        Replay capacity in transitions.
+    noise : {"gaussian", "ou"}
+        Exploration noise added to the greedy action. ``ou``: the AR(1) form of an
+        Ornstein-Uhlenbeck process per env, ``x ← ρx + √(1-ρ²)·std·ε`` with
+        ``ρ = 1 - ou_theta·ou_dt``, reset to 0 at episode ends; its stationary std is ``std``.
+    noise_std : float
+        Noise std in action units as a fraction of the action box half-width (0.1: 10 %).
+    ou_theta, ou_dt : float
+        Mean reversion and time step of the OU process (0.15, 0.01 as in OpenAI baselines).
+    learning_starts : int
+        Transitions stored before updates begin; until then ``act(explore=True)`` draws
+        actions uniformly from the box (CleanRL's warm-up).
+    updates_per_step : int
+        Calls of :meth:`DDPGLearner.update` the training loop makes per vector env step.
+    policy_delay : int
+        Actor and target updates every ``policy_delay`` critic updates (1: plain DDPG).
+    hidden : tuple of int
+        Critic hidden widths.
+    seed : int
+        Seeds the critic initialisation, the exploration noise and the minibatch sampling
+        (independent streams of one ``SeedSequence``); the network has its own seed.
+    """
+
+    gamma: float = 0.99
+    tau: float = 0.005
+    actor_lr: float = 1e-3
+    critic_lr: float = 1e-3
+    batch_size: int = 256
+    buffer_size: int = 1_000_000
+    noise: str = "gaussian"
+    noise_std: float = 0.1
+    ou_theta: float = 0.15
+    ou_dt: float = 1e-2
+    learning_starts: int = 10_000
+    updates_per_step: int = 1
+    policy_delay: int = 1
+    hidden: tuple[int, ...] = (400, 300)
+    seed: int = 0
+
+    def __post_init__(self):
+        def fail(name, expected):
+            raise ConfigError(f"DDPGConfig.{name}: got {getattr(self, name)!r}, "
+                              f"expected {expected}")
+
+        if not 0.0 <= self.gamma <= 1.0:
+            fail("gamma", "a value in [0, 1]")
+        if not 0.0 < self.tau <= 1.0:
+            fail("tau", "a value in (0, 1]")
+        for name in ("actor_lr", "critic_lr"):
+            if not (getattr(self, name) > 0 and np.isfinite(getattr(self, name))):
+                fail(name, "a finite value > 0")
+        for name in ("batch_size", "buffer_size", "updates_per_step", "policy_delay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                fail(name, "a positive int")
+        if isinstance(self.learning_starts, bool) or self.learning_starts < 0:
+            fail("learning_starts", "an int >= 0")
+        if self.noise not in NOISES:
+            fail("noise", f"one of {list(NOISES)}")
+        if not (self.noise_std >= 0 and np.isfinite(self.noise_std)):
+            fail("noise_std", "a finite value >= 0")
+        if not 0.0 < self.ou_theta * self.ou_dt <= 1.0:
+            fail("ou_theta", "ou_theta·ou_dt in (0, 1]")
+        hidden = tuple(int(h) for h in self.hidden)
+        if not hidden or min(hidden) < 1:
+            fail("hidden", "one or more positive widths")
+        object.__setattr__(self, "hidden", hidden)
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class DDPGLearner:
+    """DDPG whose actor is a leaky :class:`~leaky.Network` (trained in place).
+
+    Parameters
+    ----------
+    net : Network
+        The actor; ``update`` changes ``net.K`` and ``net.b`` in place.
+    cfg : DDPGConfig
+    backend : Backend or str, optional
+        Must be the network's backend (default: it).
+
+    Notes
+    -----
+    The replay stores ``(s, a, r, s', terminated, V, V')`` with ``V`` the voltages carried into
+    the step and ``V'`` those carried into the next. The actor update recomputes ``μ(V, s)``
+    with the current weights from the stored ``V``; the critic target evaluates the target
+    actor from the stored ``V'``. Both are approximations for a recurrent actor: ``V`` and
+    ``V'`` were produced by the behaviour policy's weights at collection time, not by the
+    current (or target) weights, and the critic ``Q(s, a)`` does not see ``V``. For a layered
+    network with λ = 1, clamped sensors and ℓ = layers (an MLP) ``V`` does not affect the
+    action and the update is exactly DDPG's.
+    """
+
+    def __init__(self, net: Network, cfg: DDPGConfig | None = None,
+                 backend: Backend | str | None = None):
+        if not isinstance(net, Network):
+            raise ConfigError(f"net: got {type(net).__name__}, expected a leaky.Network")
+        cfg = DDPGConfig() if cfg is None else cfg
+        if not isinstance(cfg, DDPGConfig):
+            raise ConfigError(f"cfg: got {type(cfg).__name__}, expected a leaky.DDPGConfig")
+        be = net.backend if backend is None else get_backend(backend)
+        if be.name != net.backend.name:
+            raise ConfigError(f"backend: got {be.name!r}, expected the network's backend "
+                              f"{net.backend.name!r}")
+        self.net, self.cfg, self.backend = net, cfg, net.backend
+        xp = self.xp
+        ncfg = net.config
+        self.n_obs, self.n_act, self.N = ncfg.n_inputs, ncfg.n_outputs, ncfg.n_neurons
+        self._flags = dict(n_inputs=ncfg.n_inputs, activation=ncfg.activation,
+                           inhibition=ncfg.inhibition, kappa=ncfg.kappa,
+                           pulse=ncfg.input_mode == "pulse")
+        self.half, self.mid = decoder_affine(net)
+
+        critic_seed, noise_seed, sample_seed = np.random.SeedSequence(cfg.seed).spawn(3)
+        self.critic = Critic(self.n_obs, self.n_act, cfg.hidden, self.backend, critic_seed)
+        self.critic_target = self.critic.copy()
+        self.K_target, self.b_target = net.K.copy(), net.b.copy()
+        self.critic_optim = Adam(self.critic.params, lr=cfg.critic_lr)
+        self.actor_optim = Adam([net.K, net.b], lr=cfg.actor_lr)
+        self.buffer = ReplayBuffer(cfg.buffer_size, self.n_obs, self.n_act, self.N, self.backend)
+        self._noise_rng = xp.random.default_rng(_int_seed(noise_seed))
+        self._sample_rng = xp.random.default_rng(_int_seed(sample_seed))
+        self._ou = None  # (B, d_act) OU state, made at the first exploring act
+        self.n_updates = 0
+
+    @property
+    def xp(self):
+        return self.backend.xp
+
+    def actor_params(self, target: bool = False) -> ActorParams:
+        """The network's current (or the target) parameters as :class:`ActorParams`."""
+        K, b = (self.K_target, self.b_target) if target else (self.net.K, self.net.b)
+        return ActorParams(K, b, self.net.leak, self.net.mask, self.half, self.mid)
+
+    # -- acting -----------------------------------------------------------------------------
+
+    def act(self, V, obs, explore: bool):
+        """One environment step of the actor for B envs.
+
+        Parameters
+        ----------
+        V : (B, N) carried voltages (``net.reset(B)`` at episode start)
+        obs : (B, d_obs) observations
+        explore : bool
+            Add exploration noise to the greedy action (uniform in the box before
+            ``learning_starts`` transitions are stored), clipped to the box.
+
+        Returns
+        -------
+        V_next : (B, N) voltages to carry into the next step (greedy forward, noise-free)
+        action : (B, d_act) backend array (``leaky.to_numpy`` before ``env.step``)
+        """
+        V_next, action, _ = self.net.step(V, obs)
+        if not explore:
+            return V_next, action
+        xp, dtype = self.xp, self.backend.dtype
+        B = action.shape[0]
+        low, high = self.mid - self.half, self.mid + self.half
+        if len(self.buffer) < self.cfg.learning_starts:
+            uniform = self._noise_rng.random((B, self.n_act), dtype=dtype)
+            return V_next, low + (high - low) * uniform
+        eps = self._noise_rng.standard_normal((B, self.n_act), dtype=dtype)
+        if self.cfg.noise == "ou":
+            if self._ou is None or self._ou.shape[0] != B:
+                self._ou = xp.zeros((B, self.n_act), dtype=dtype)
+            rho = 1.0 - self.cfg.ou_theta * self.cfg.ou_dt
+            # math.sqrt: a Python float keeps float32 arrays float32 (a NumPy scalar would not)
+            self._ou = rho * self._ou + math.sqrt(1.0 - rho * rho) * eps
+            eps = self._ou
+        action = xp.clip(action + self.cfg.noise_std * self.half * eps, low, high)
+        return V_next, action
+
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, V_start,
+                V_next_start) -> None:
+        """Store B transitions.
+
+        Parameters
+        ----------
+        obs, next_obs : (B, d_obs)  the observation acted on and the one that followed (on an
+            episode end the final observation, not the reset one)
+        action : (B, d_act) the action taken;  reward : (B,)
+        terminated, truncated : (B,) bool; a terminal transition does not bootstrap, a
+            truncated one does (as in Gymnasium); both reset the OU noise of that env
+        V_start : (B, N) voltages passed to ``act``;  V_next_start : (B, N) those it returned
+        """
+        be = self.backend
+        reward = _checked(be, "reward", reward, 1)
+        B = reward.shape[0]
+        obs = _checked(be, "obs", obs, 2)
+        next_obs = _checked(be, "next_obs", next_obs, 2)
+        terminated_np = np.asarray(to_numpy(terminated), dtype=bool).reshape(-1)
+        truncated_np = np.asarray(to_numpy(truncated), dtype=bool).reshape(-1)
+        if terminated_np.shape != (B,) or truncated_np.shape != (B,):
+            raise InputError(f"observe: terminated/truncated have {terminated_np.shape}/"
+                             f"{truncated_np.shape} entries, expected ({B},)")
+        self.buffer.add(obs, action, reward, next_obs, terminated_np.astype(np.float64),
+                        V_start, V_next_start)
+        if self._ou is not None and self._ou.shape[0] == B:
+            done = terminated_np | truncated_np
+            if done.any():
+                self._ou[be.asarray(np.flatnonzero(done), dtype=np.int64)] = 0.0
+
+    # -- learning ---------------------------------------------------------------------------
+
+    def ready(self) -> bool:
+        """True once enough transitions are stored for :meth:`update` to learn."""
+        return len(self.buffer) >= max(self.cfg.learning_starts, self.cfg.batch_size)
+
+    def update(self) -> dict:
+        """One gradient step of the critic (and, every ``policy_delay``, of the actor).
+
+        Returns
+        -------
+        dict of float
+            ``critic_loss`` (mean squared TD error), ``q`` (mean Q(s, a) on the batch),
+            ``target_q`` (mean TD target); on actor updates also ``actor_q`` (mean
+            Q(s, μ(V, s)) before the step) and ``actor_grad_norm`` (of ∂(−actor_q)/∂(K, b)).
+            Empty until :meth:`ready`.
+        """
+        if not self.ready():
+            return {}
+        cfg, xp, net, flags = self.cfg, self.xp, self.net, self._flags
+        batch = self.buffer.sample(cfg.batch_size, self._sample_rng)
+        B = cfg.batch_size
+
+        # critic: regress Q(s, a) on r + γ(1 - terminated) Q'(s', μ'(V', s'))
+        next_tape = actor_forward(self.actor_params(target=True), batch.V_next,
+                                  net.encode(batch.next_obs), ell=net.delay, xp=xp, **flags)
+        q_next, _ = self.critic_target.forward(batch.next_obs, next_tape.action)
+        target = batch.reward + cfg.gamma * (1.0 - batch.terminated) * q_next
+        q, cache = self.critic.forward(batch.obs, batch.action)
+        td = q - target
+        critic_loss = (td * td).mean()
+        grads, _ = self.critic.backward(cache, (2.0 / B) * td)
+        self.critic_optim.step(self.critic.params, grads)
+        stats = {"critic_loss": critic_loss, "q": q.mean(), "target_q": target.mean()}
+
+        if self.n_updates % cfg.policy_delay == 0:
+            # actor: ascend mean Q(s, μ(V, s)) by BPTT through the ℓ internal steps
+            params = self.actor_params()
+            tape = actor_forward(params, batch.V, net.encode(batch.obs), ell=net.delay, xp=xp,
+                                 **flags)
+            q_pi, cache = self.critic.forward(batch.obs, tape.action)
+            _, dq_da = self.critic.backward(cache, xp.full(B, 1.0 / B, dtype=q_pi.dtype),
+                                            param_grads=False)
+            g = actor_backward(params, tape, -dq_da, xp=xp, **flags)
+            self.actor_optim.step([net.K, net.b], [g.K, g.b])
+            net.K *= net.mask
+            soft_update([self.K_target, self.b_target], [net.K, net.b], cfg.tau)
+            self.critic_target.soft_update_from(self.critic, cfg.tau)
+            stats["actor_q"] = q_pi.mean()
+            stats["actor_grad_norm"] = xp.sqrt((g.K * g.K).sum() + (g.b * g.b).sum())
+        self.n_updates += 1
+        # one device-to-host transfer for every scalar and the weights' finiteness
+        finite = xp.isfinite(net.K).all() & xp.isfinite(net.b).all()
+        host = to_numpy(xp.stack([xp.asarray(v, dtype=q.dtype) for v in stats.values()]
+                                 + [finite.astype(q.dtype)]))
+        metrics = {k: float(v) for k, v in zip(stats, host[:-1])}
+        if not (host[-1] and np.isfinite(host[:-1]).all()):
+            self._diverged(metrics)
+        return metrics
+
+    def _diverged(self, metrics):
+        xp = self.xp
+        rows = xp.flatnonzero(~(xp.isfinite(self.net.K).all(axis=1) & xp.isfinite(self.net.b)))
+        where = (f"neuron {int(rows[0])} (and {rows.size - 1} more)" if rows.size else
+                 f"metrics {[k for k, v in metrics.items() if not np.isfinite(v)]}")
+        raise DivergenceError(f"DDPG update {self.n_updates}: non-finite weights or losses "
+                              f"({where}); expected finite values: lower the learning rates or "
+                              f"check the rewards")
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _optimizers(self):
+        return (("actor_optim", self.actor_optim), ("critic_optim", self.critic_optim))
+
+    def state_dict(self, include_replay: bool = True) -> dict:
+        """Everything needed to resume learning, as NumPy arrays (a flat dict).
+
+        Keys: ``actor.K``, ``actor.b``, ``actor_target.K``, ``actor_target.b``, ``critic.<i>``,
+        ``critic_target.<i>``, ``actor_optim.<k>``, ``critic_optim.<k>``, ``n_updates``,
+        ``rng.noise`` / ``rng.sample`` (NumPy generators' PCG64 states; CuPy's are reseeded on
+        load), ``ou`` (when OU noise is running) and, with ``include_replay``, ``replay.<field>``:
+        the stored transitions, oldest first (``capacity·(2·d_obs + d_act + 2 + 2·N)`` values
+        when full: set ``include_replay=False`` for weights-only snapshots).
+        """
+        d = {"actor.K": to_numpy(self.net.K).copy(), "actor.b": to_numpy(self.net.b).copy(),
+             "actor_target.K": to_numpy(self.K_target).copy(),
+             "actor_target.b": to_numpy(self.b_target).copy(),
+             "n_updates": np.asarray(self.n_updates, dtype=np.int64)}
+        for i, (p, pt) in enumerate(zip(self.critic.params, self.critic_target.params)):
+            d[f"critic.{i}"] = to_numpy(p).copy()
+            d[f"critic_target.{i}"] = to_numpy(pt).copy()
+        for name, optim in self._optimizers():
+            for k, v in optim.state_dict().items():
+                d[f"{name}.{k}"] = v
+        for name, rng in (("noise", self._noise_rng), ("sample", self._sample_rng)):
+            if isinstance(rng, np.random.Generator):
+                d[f"rng.{name}"] = _pcg64_words(rng)
+        if self._ou is not None:
+            d["ou"] = to_numpy(self._ou).copy()
+        if include_replay:
+            for k, v in self.buffer.state_dict().items():
+                d[f"replay.{k}"] = v
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        """Restore what :meth:`state_dict` returned (same network, critic and buffer shapes)."""
+        def put(key, dst):
+            if key not in d:
+                raise InputError(f"load_state_dict: missing {key!r}")
+            value = np.asarray(d[key])
+            if value.shape != tuple(dst.shape):
+                raise InputError(f"load_state_dict: {key} has shape {value.shape}, expected "
+                                 f"{tuple(dst.shape)}")
+            dst[...] = self.backend.asarray(value)
+
+        put("actor.K", self.net.K)
+        put("actor.b", self.net.b)
+        self.net.K *= self.net.mask
+        put("actor_target.K", self.K_target)
+        put("actor_target.b", self.b_target)
+        for i, (p, pt) in enumerate(zip(self.critic.params, self.critic_target.params)):
+            put(f"critic.{i}", p)
+            put(f"critic_target.{i}", pt)
+        for name, optim in self._optimizers():
+            prefix = name + "."
+            optim.load_state_dict({k[len(prefix):]: v for k, v in d.items()
+                                   if k.startswith(prefix)})
+        self.n_updates = int(np.asarray(d.get("n_updates", 0)))
+        for name in ("noise", "sample"):
+            rng = getattr(self, f"_{name}_rng")
+            if f"rng.{name}" in d and isinstance(rng, np.random.Generator):
+                _set_pcg64_words(rng, np.asarray(d[f"rng.{name}"]))
+            elif not isinstance(rng, np.random.Generator):  # CuPy: a fresh stream per resume
+                stream = ("noise", "sample").index(name)
+                seq = np.random.SeedSequence(self.cfg.seed, spawn_key=(stream, self.n_updates))
+                setattr(self, f"_{name}_rng", self.xp.random.default_rng(_int_seed(seq)))
+        self._ou = self.backend.asarray(np.asarray(d["ou"])) if "ou" in d else None
+        if "replay.reward" in d:
+            self.buffer.load_state_dict({k[len("replay."):]: v for k, v in d.items()
+                                         if k.startswith("replay.")})
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _pcg64_words(rng: np.random.Generator) -> np.ndarray:
+    """A NumPy PCG64 generator's state as six uint64 words (checkpoints hold arrays only)."""
+    st = rng.bit_generator.state
+    if st["bit_generator"] != "PCG64":
+        raise InputError(f"state_dict: cannot save a {st['bit_generator']} generator")
+    s, inc = st["state"]["state"], st["state"]["inc"]
+    return np.array([s >> 64, s & _MASK64, inc >> 64, inc & _MASK64, st["has_uint32"],
+                     st["uinteger"]], dtype=np.uint64)
+
+
+def _set_pcg64_words(rng: np.random.Generator, w: np.ndarray) -> None:
+    w = [int(x) for x in w]
+    rng.bit_generator.state = {"bit_generator": "PCG64",
+                               "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]},
+                               "has_uint32": w[4], "uinteger": w[5]}
+
+
+def _int_seed(seq: np.random.SeedSequence) -> int:
+    """A 63-bit integer seed from a SeedSequence (cupy's default_rng takes ints only)."""
+    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def _checked(be: Backend, name: str, x, ndim: int):
+    """``x`` on the backend, checked for rank and finiteness (DESIGN.md §8)."""
+    if not hasattr(x, "shape"):
+        x = np.asarray(x, dtype=np.float64)
+    if len(x.shape) != ndim:
+        raise InputError(f"observe: {name} has shape {tuple(x.shape)}, expected {ndim} dimensions "
+                         f"with the batch first")
+    x = be.asarray(x)
+    if not bool(be.xp.isfinite(x).all()):
+        raise InputError(f"observe: {name} contains NaN or inf values; expected finite values")
+    return x
