@@ -138,6 +138,8 @@ def make_envs(env_id: str, n_envs: int):
     """Synchronous vector env with same-step autoreset; checks the spaces are Boxes."""
     import gymnasium as gym
 
+    import leaky.envs  # noqa: F401  (registers leaky's own test environments)
+
     try:
         envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
                             vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
@@ -313,6 +315,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         train_returns = list(state["loop"]["train_returns"])
 
     trace = _open_trace(cfg, net, envs) if cfg.trace else None
+    updates_per_step = int(getattr(getattr(learner, "cfg", None), "updates_per_step", 1))
     obs, _ = envs.reset(seed=cfg.seed + start)
     V = net.reset(cfg.n_envs)
     ep_return = np.zeros(cfg.n_envs)
@@ -337,12 +340,13 @@ def train(cfg: TrainConfig) -> TrainResult:
                 for i in np.flatnonzero(done):
                     final_obs[i] = info["final_obs"][i]
             learner.observe(obs, action, reward, final_obs, term, trunc, V, V_end)
-            u0 = time.perf_counter()
-            metrics = learner.update()
-            if metrics:
-                be.synchronize()
-                update_seconds += time.perf_counter() - u0
-                updates += 1
+            for _ in range(updates_per_step):
+                u0 = time.perf_counter()
+                metrics = learner.update()
+                if metrics:
+                    be.synchronize()
+                    update_seconds += time.perf_counter() - u0
+                    updates += 1
             if trace is not None:
                 trace.log_step(obs=obs, actions=act_np, rewards=reward, terminations=term, truncations=trunc,
                                next_obs=final_obs)
