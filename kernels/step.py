@@ -24,7 +24,7 @@ import math
 import types
 
 import numpy as np
-from numba import float32, njit, prange
+from numba import float32, get_num_threads, njit, prange
 
 try:  # the cuda face needs numba-cuda (the `cuda13`/`cuda12` extras); the others do not
     from numba import cuda
@@ -117,95 +117,255 @@ def step_composed(xp, V0, u, K, bias, leak, xi, n_inputs, activation, inhibition
 
 
 # ---------------------------------------------------------------------------------------------
-# cpu: numba.njit, fused, parallel over blocks of neurons (K stays in cache) then over rows
+# cpu: numba.njit, fused; register-tiled pre-activations, at most one parallel region per call
 # ---------------------------------------------------------------------------------------------
+#
+# z = V Kᵀ is B·N dot products over each row's presynaptic range col_lo…col_hi. A tile of
+# 4 batch rows × 4 neurons keeps 16 of them in flight: each step along the range loads 4
+# voltages and 4 weights for 16 multiply-adds, and fastmath reassociation lets LLVM give each
+# of the 16 its own vector accumulator (16 lanes with AVX-512, 24 of 32 registers in use).
+# The loops index slices from 0, so numba emits no negative-index wrap-around selects, and
+# error_model="numpy" drops Python's zero-division checks: either one stops LLVM vectorising.
+# The four neurons of a tile share the union of their ranges, widened to a whole number of
+# vectors where the row has room; that is exact (K is stored masked, and 0·V = 0 for finite V,
+# as in the reference's dense product) and costs a layered network at most 15 extra columns per
+# tile and one tile of a neighbouring layer's columns per layer boundary, never the dense N×N.
+# The activation pass runs per row right after its pre-activations, with a vectorisable tanh.
+#
+# Every batch row evolves independently through all ℓ internal steps (inhibition is per row),
+# so the parallel schedule "rows" gives each task a block of rows and all ℓ steps: one parallel
+# region per call, no barrier between internal steps. A batch too small to split (fewer than
+# 4 rows per thread) uses "neurons" instead: each internal step splits its neurons, one region
+# per step. Both schedules and the serial one run the same tiles over the same 4-aligned row
+# and neuron groups, so a result does not depend on the schedule or the thread count.
 
-_ROWS = 4  # batch rows per register tile: one load of K[n, m] feeds four multiply-adds
-
-
-@njit(cache=True, fastmath=_FAST, inline="always")
-def _preactivation_rows(V, K, bias, lo, hi, n, b0, rows, z):
-    """z[b0:b0+rows, n] = V[b0:b0+rows, lo:hi] · K[n, lo:hi] + bias[n], rows ≤ 4."""
-    zero = z.dtype.type(0)
-    a0 = zero
-    a1 = zero
-    a2 = zero
-    a3 = zero
-    if rows == 4:
-        for m in range(lo, hi):
-            k = K[n, m]
-            a0 += k * V[b0, m]
-            a1 += k * V[b0 + 1, m]
-            a2 += k * V[b0 + 2, m]
-            a3 += k * V[b0 + 3, m]
-        z[b0, n] = a0 + bias[n]
-        z[b0 + 1, n] = a1 + bias[n]
-        z[b0 + 2, n] = a2 + bias[n]
-        z[b0 + 3, n] = a3 + bias[n]
-    else:
-        for r in range(rows):
-            a0 = zero
-            for m in range(lo, hi):
-                a0 += K[n, m] * V[b0 + r, m]
-            z[b0 + r, n] = a0 + bias[n]
+_TILE = 4         # batch rows and neurons per register tile
+_LANES = 16       # float32 lanes of one AVX-512 vector: what the tile loops advance by
+_ROW_BLOCK = 64   # rows per task: their V and z (64·N floats each) stay in L2 while K streams by
 
 
-@njit(cache=True, fastmath=_FAST, inline="always")
+def _cpu_jit(**flags):
+    return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)
+
+
+@_cpu_jit(inline="always")
+def _tanh(x):
+    """float32 tanh to 3e-7 absolute: Eigen's rational minimax form (odd 13 / even 6).
+
+    LLVM vectorises it (0.1 ns per element here); libm's ``tanhf`` is a scalar call (8.5 ns),
+    which made the activation pass cost as much as the GEMM. NaN passes through the clamp.
+    """
+    c = np.float32(7.90531110763549805)  # tanh(c) = 1 - 2.7e-7 in float32
+    x = c if x > c else x
+    x = -c if x < -c else x
+    x2 = x * x
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = x2 * p + np.float32(-8.60467152213735e-11)
+    p = x2 * p + np.float32(5.12229709037114e-08)
+    p = x2 * p + np.float32(1.48572235717979e-05)
+    p = x2 * p + np.float32(6.37261928875436e-04)
+    p = x2 * p + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = x2 * q + np.float32(2.26843463243900e-03)
+    q = x2 * q + np.float32(4.89352518554385e-03)
+    return x * p / q
+
+
+@_cpu_jit(inline="always")
+def _group_range(col_lo, col_hi, n0, n1):
+    """Columns rows n0…n1-1 of K multiply: the union of their ranges (empty rows ignored),
+    widened to a multiple of _LANES columns where it fits in the row.
+
+    The widening reads only zeros of the masked K, and spares the tile loops a scalar
+    remainder of up to 15 iterations (as slow as 15 vector ones)."""
+    N = col_hi.shape[0]
+    lo = N
+    hi = 0
+    for n in range(n0, n1):
+        if col_hi[n] > col_lo[n]:
+            lo = min(lo, col_lo[n])
+            hi = max(hi, col_hi[n])
+    if hi <= lo:
+        return 0, 0
+    width = (hi - lo + _LANES - 1) // _LANES * _LANES
+    if width <= N:
+        lo = min(lo, N - width)
+        hi = lo + width
+    return lo, hi
+
+
+@_cpu_jit(inline="always")
+def _store4(z, b, n0, bias, a0, a1, a2, a3):
+    """z[b, n0:n0+4] = (a0, a1, a2, a3) + bias[n0:n0+4]."""
+    z[b, n0] = a0 + bias[n0]
+    z[b, n0 + 1] = a1 + bias[n0 + 1]
+    z[b, n0 + 2] = a2 + bias[n0 + 2]
+    z[b, n0 + 3] = a3 + bias[n0 + 3]
+
+
+@_cpu_jit(inline="always")
+def _tile4x4(V, K, bias, b0, n0, lo, hi, z):
+    """z[b0:b0+4, n0:n0+4] = V[b0:b0+4, lo:hi] · K[n0:n0+4, lo:hi]ᵀ + bias[n0:n0+4]."""
+    v0, v1, v2, v3 = V[b0, lo:hi], V[b0 + 1, lo:hi], V[b0 + 2, lo:hi], V[b0 + 3, lo:hi]
+    k0, k1, k2, k3 = K[n0, lo:hi], K[n0 + 1, lo:hi], K[n0 + 2, lo:hi], K[n0 + 3, lo:hi]
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z.dtype.type(0)
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z.dtype.type(0)
+    for m in range(hi - lo):
+        x0, x1, x2, x3 = v0[m], v1[m], v2[m], v3[m]
+        w0, w1, w2, w3 = k0[m], k1[m], k2[m], k3[m]
+        a00 += x0 * w0; a01 += x0 * w1; a02 += x0 * w2; a03 += x0 * w3  # noqa: E702
+        a10 += x1 * w0; a11 += x1 * w1; a12 += x1 * w2; a13 += x1 * w3  # noqa: E702
+        a20 += x2 * w0; a21 += x2 * w1; a22 += x2 * w2; a23 += x2 * w3  # noqa: E702
+        a30 += x3 * w0; a31 += x3 * w1; a32 += x3 * w2; a33 += x3 * w3  # noqa: E702
+    _store4(z, b0, n0, bias, a00, a01, a02, a03)
+    _store4(z, b0 + 1, n0, bias, a10, a11, a12, a13)
+    _store4(z, b0 + 2, n0, bias, a20, a21, a22, a23)
+    _store4(z, b0 + 3, n0, bias, a30, a31, a32, a33)
+
+
+@_cpu_jit(inline="always")
+def _tile1x4(V, K, bias, b, n0, lo, hi, z):
+    """One batch row × 4 neurons (the rows left over by 4×4 tiles; all of B = 1…3)."""
+    v = V[b, lo:hi]
+    k0, k1, k2, k3 = K[n0, lo:hi], K[n0 + 1, lo:hi], K[n0 + 2, lo:hi], K[n0 + 3, lo:hi]
+    a0 = a1 = a2 = a3 = z.dtype.type(0)
+    for m in range(hi - lo):
+        x = v[m]
+        a0 += x * k0[m]; a1 += x * k1[m]; a2 += x * k2[m]; a3 += x * k3[m]  # noqa: E702
+    _store4(z, b, n0, bias, a0, a1, a2, a3)
+
+
+@_cpu_jit(inline="always")
+def _tile_single(V, K, bias, b, n, lo, hi, z):
+    """One batch row × one neuron (the neurons left over by 4-neuron groups)."""
+    v = V[b, lo:hi]
+    k = K[n, lo:hi]
+    a = z.dtype.type(0)
+    for m in range(hi - lo):
+        a += v[m] * k[m]
+    z[b, n] = a + bias[n]
+
+
+@_cpu_jit()
+def _preactivate(V, K, bias, col_lo, col_hi, r0, r1, n0, n1, z):
+    """z[r0:r1, n0:n1] = V[r0:r1] Kᵀ[:, n0:n1] + bias[n0:n1], with n0 a multiple of 4.
+
+    Neuron groups outside, row tiles inside: a group's 4 rows of K stay in L1 while the rows'
+    voltages stream from L2.
+    """
+    for g in range(n0, n1, _TILE):
+        g1 = min(g + _TILE, n1)
+        lo, hi = _group_range(col_lo, col_hi, g, g1)
+        if g1 - g == _TILE:
+            b = r0
+            while b + _TILE <= r1:
+                _tile4x4(V, K, bias, b, g, lo, hi, z)
+                b += _TILE
+            while b < r1:
+                _tile1x4(V, K, bias, b, g, lo, hi, z)
+                b += 1
+        else:
+            for n in range(g, g1):
+                for b in range(r0, r1):
+                    _tile_single(V, K, bias, b, n, lo, hi, z)
+
+
+@_cpu_jit(inline="always")
+def _agents(z, y, alpha, xi, v_old, v_new, leak, scale, act):
+    """Activation, noise and leak over the agent neurons of one row (``act`` a constant)."""
+    one = z.dtype.type(1)
+    for i in range(z.shape[0]):
+        yy = z[i] * scale
+        y[i] = yy
+        # σ of scalar.activate, spelled out: inlining activate here trips a numba IR check
+        a = yy
+        if act == 0:
+            a = _tanh(yy)
+        elif act == 1 and not yy > 0:
+            a = yy * 0  # relu; NaN stays NaN
+        a += xi[i]
+        alpha[i] = a
+        v_new[i] = (one - leak[i]) * v_old[i] + leak[i] * a
+
+
+@_cpu_jit()
 def _activate_row(tau, b, u, leak, xi, n_inputs, activation, inhibition, kappa, pulse, Vc, z, y,
                   alpha):
     """Inhibition, activation, noise and leak of row ``b`` at internal step ``tau``."""
     N = z.shape[2]
-    scale = 1.0
+    zr = z[tau, b]
+    scale = zr.dtype.type(1)
     if inhibition == 1:
-        s = 0.0
-        for n in range(n_inputs, N):
-            s += abs(z[tau, b, n])
-        scale = 1.0 / (1.0 + kappa * s / (N - n_inputs))
-    for n in range(N):
-        yy = z[tau, b, n] * scale
+        s = zr.dtype.type(0)
+        agents = zr[n_inputs:]
+        for i in range(N - n_inputs):
+            s += abs(agents[i])
+        scale = zr.dtype.type(1.0 / (1.0 + kappa * s / (N - n_inputs)))
+    for n in range(n_inputs):  # sensors: not agents, no noise; clamped or leaky (pulse)
+        yy = zr[n] * scale
         y[tau, b, n] = yy
-        a = activate(yy, activation)
-        if n >= n_inputs:
-            a += xi[tau, b, n]
-        alpha[tau, b, n] = a
-        if n < n_inputs and not pulse:
-            Vc[tau + 1, b, n] = u[b, n]
+        if activation == 0:
+            a = _tanh(yy)
         else:
+            a = activate(yy, activation)
+        alpha[tau, b, n] = a
+        if pulse:
             Vc[tau + 1, b, n] = (1 - leak[n]) * Vc[tau, b, n] + leak[n] * a
+        else:
+            Vc[tau + 1, b, n] = u[b, n]
+    i = n_inputs
+    zs, ys, as_, xs = zr[i:], y[tau, b, i:], alpha[tau, b, i:], xi[tau, b, i:]
+    v_old, v_new, lk = Vc[tau, b, i:], Vc[tau + 1, b, i:], leak[i:]
+    if activation == 0:  # one loop per activation, each vectorised with its σ inlined
+        _agents(zs, ys, as_, xs, v_old, v_new, lk, scale, 0)
+    elif activation == 1:
+        _agents(zs, ys, as_, xs, v_old, v_new, lk, scale, 1)
+    else:
+        _agents(zs, ys, as_, xs, v_old, v_new, lk, scale, 2)
+
+
+@_cpu_jit(inline="always")
+def _load_row(V0, u, n_inputs, pulse, b, Vc):
+    """Vc[0, b] = V0[b] with the sensor input applied."""
+    for n in range(V0.shape[1]):
+        Vc[0, b, n] = V0[b, n]
+    for i in range(n_inputs):
+        Vc[0, b, i] = Vc[0, b, i] + u[b, i] if pulse else u[b, i]
 
 
 def _step_cpu_body(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activation, inhibition,
-                   kappa, pulse, Vc, z, y, alpha):
+                   kappa, pulse, Vc, z, y, alpha, row_block, neuron_tasks):
     ell, B, N = xi.shape
-    for b in prange(B):
-        for n in range(N):
-            Vc[0, b, n] = V0[b, n]
-        for i in range(n_inputs):
-            if pulse:
-                Vc[0, b, i] += u[b, i]
-            else:
-                Vc[0, b, i] = u[b, i]
-    n_block = 64
-    n_blocks = (N + n_block - 1) // n_block
-    row_blocks = (B + _ROWS - 1) // _ROWS
-    for tau in range(ell):
-        # (neuron block × row block) tiles; a neuron block's rows of K stay in L2 across tiles
-        for tile in prange(n_blocks * row_blocks):
-            blk = tile // row_blocks
-            b0 = (tile % row_blocks) * _ROWS
-            rows = min(_ROWS, B - b0)
-            for n in range(blk * n_block, min(N, (blk + 1) * n_block)):
-                _preactivation_rows(Vc[tau], K, bias, col_lo[n], col_hi[n], n, b0, rows, z[tau])
-        for b in prange(B):
-            _activate_row(tau, b, u, leak, xi, n_inputs, activation, inhibition, kappa, pulse,
-                          Vc, z, y, alpha)
+    if neuron_tasks == 0:  # schedule "rows" (and serial): a task owns rows for all ℓ steps
+        for blk in prange((B + row_block - 1) // row_block):
+            r0 = blk * row_block
+            r1 = min(B, r0 + row_block)
+            for b in range(r0, r1):
+                _load_row(V0, u, n_inputs, pulse, b, Vc)
+            for tau in range(ell):
+                _preactivate(Vc[tau], K, bias, col_lo, col_hi, r0, r1, 0, N, z[tau])
+                for b in range(r0, r1):
+                    _activate_row(tau, b, u, leak, xi, n_inputs, activation, inhibition, kappa,
+                                  pulse, Vc, z, y, alpha)
+    else:  # schedule "neurons": every internal step splits its neurons over the tasks
+        for b in range(B):
+            _load_row(V0, u, n_inputs, pulse, b, Vc)
+        per_task = ((N + neuron_tasks - 1) // neuron_tasks + _TILE - 1) // _TILE * _TILE
+        for tau in range(ell):
+            for task in prange(neuron_tasks):
+                n0 = min(N, task * per_task)
+                _preactivate(Vc[tau], K, bias, col_lo, col_hi, 0, B, n0, min(N, n0 + per_task),
+                             z[tau])
+            for b in range(B):
+                _activate_row(tau, b, u, leak, xi, n_inputs, activation, inhibition, kappa,
+                              pulse, Vc, z, y, alpha)
 
 
 def _compiled(fn, name, **flags):
     """``fn`` compiled under its own name (so the two variants keep separate cache files)."""
     clone = types.FunctionType(fn.__code__, fn.__globals__, name)
     clone.__qualname__ = name
-    return njit(cache=True, fastmath=_FAST, **flags)(clone)
+    return _cpu_jit(**flags)(clone)
 
 
 # prange is range in a serial njit: one body, two compilations.
@@ -213,19 +373,59 @@ _step_cpu_serial = _compiled(_step_cpu_body, "_step_cpu_serial")
 _step_cpu_parallel = _compiled(_step_cpu_body, "_step_cpu_parallel", parallel=True)
 
 
-# Below this many multiply-adds per internal step a parallel region costs more than it saves.
-PARALLEL_MIN_WORK = 1 << 16
+@_cpu_jit()
+def presynaptic_count(col_lo, col_hi):
+    """Σ_n (col_hi_n − col_lo_n), the nnz of the masked K: multiply-adds per row and step."""
+    total = 0
+    for n in range(col_lo.shape[0]):
+        total += max(0, col_hi[n] - col_lo[n])
+    return total
+
+
+# Below this many multiply-adds per call a parallel region (5–10 µs to start and join on this
+# 2-core machine when both cores are idle) costs more than splitting the work saves.
+PARALLEL_MIN_WORK = 1 << 20
+SCHEDULES = ("serial", "rows", "neurons")
+
+
+def cpu_schedule(B, ell, nnz, schedule=None):
+    """``(name, row_block, neuron_tasks)`` of the schedule ``step_cpu`` runs.
+
+    By default: serial below ``PARALLEL_MIN_WORK`` multiply-adds or with one thread, else
+    "rows" when every thread gets at least one 4-row tile, else "neurons". ``schedule`` forces
+    one of :data:`SCHEDULES`.
+    """
+    if schedule is None:
+        if ell * B * nnz < PARALLEL_MIN_WORK:  # first: get_num_threads() alone costs 0.5 µs
+            return "serial", _ROW_BLOCK, 0
+        threads = get_num_threads()
+        schedule = "serial" if threads < 2 else "rows" if B >= _TILE * threads else "neurons"
+    elif schedule not in SCHEDULES:
+        raise ValueError(f"schedule: got {schedule!r}, expected one of {SCHEDULES}")
+    if schedule == "serial":
+        return "serial", _ROW_BLOCK, 0
+    threads = get_num_threads()
+    if schedule == "rows":  # blocks of whole tiles, at most _ROW_BLOCK rows, ≥ 1 per thread
+        return "rows", min(_ROW_BLOCK, -(-B // (threads * _TILE)) * _TILE), 0
+    return "neurons", _ROW_BLOCK, threads
 
 
 def step_cpu(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activation, inhibition, kappa,
-             pulse, out):
-    """Fused step on the CPU, writing ``out = (Vc, z, y, alpha)``; returns ``out``."""
+             pulse, out, nnz=None, schedule=None):
+    """Fused step on the CPU, writing ``out = (Vc, z, y, alpha)``; returns ``out``.
+
+    ``nnz`` (optional) is :func:`presynaptic_count` of the mask, computed once per network so
+    the call does not recount it; ``schedule`` (optional) forces one of :data:`SCHEDULES`
+    instead of the choice :func:`cpu_schedule` makes from the work (benchmarks, tests).
+    """
     Vc, z, y, alpha = out
-    ell, B, N = xi.shape
-    work = B * int(np.sum(col_hi - col_lo))
-    args = (V0, u, K, bias, leak, xi, col_lo, col_hi, int(n_inputs), int(activation),
-            int(inhibition), float(kappa), bool(pulse), Vc, z, y, alpha)
-    (_step_cpu_parallel if work >= PARALLEL_MIN_WORK else _step_cpu_serial)(*args)
+    ell, B, _ = xi.shape
+    if nnz is None:
+        nnz = presynaptic_count(col_lo, col_hi)
+    name, row_block, neuron_tasks = cpu_schedule(B, ell, nnz, schedule)
+    kernel = _step_cpu_serial if name == "serial" else _step_cpu_parallel
+    kernel(V0, u, K, bias, leak, xi, col_lo, col_hi, int(n_inputs), int(activation),
+           int(inhibition), float(kappa), bool(pulse), Vc, z, y, alpha, row_block, neuron_tasks)
     return out
 
 
