@@ -55,7 +55,11 @@ class LocalConfig:
     noise_std: float = 0.1
     value_lr: float = 1e-3
     value_features: str = "voltages"
+    value_input: str = "all"
+    value_optimizer: str = "sgd"
     n_features: int = 256
+    feature_scale: float = 1.5
+    reward_scale: float = 1.0
     mlp_hidden: int = 16
     replay_size: int = 100_000
     batch_size: int = 256
@@ -64,6 +68,7 @@ class LocalConfig:
 
     def __post_init__(self):
         choices = {"family": FAMILIES, "clock": ul.CLOCKS, "data": DATA, "value_features": VALUE_FEATURES,
+                   "value_input": ("all", "sensors"), "value_optimizer": ("sgd", "adam"),
                    "view": tuple(ul.VIEWS), "baseline": tuple(ul.BASELINES), "optimizer": tuple(ul.OPTIMIZERS)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -111,20 +116,46 @@ class LocalLearner(OnlineLearner):
         self.face = ul.FACES[be.name]
         if cfg.baseline == "dopamine":
             rng = np.random.default_rng(cfg.seed + 31)
-            F = N if cfg.value_features == "voltages" else cfg.n_features
+            self._value_cols = slice(0, net.config.n_inputs) if cfg.value_input == "sensors" else slice(0, N)
+            D = net.config.n_inputs if cfg.value_input == "sensors" else N
+            F = D if cfg.value_features == "voltages" else cfg.n_features
             if cfg.value_features == "random":
-                self.R = be.asarray(rng.standard_normal((N, F)) * (1.5 / np.sqrt(N)))
-                self.R0 = be.asarray(rng.uniform(-1.0, 1.0, F))
+                self.R = be.asarray(rng.standard_normal((D, F)) * (cfg.feature_scale / np.sqrt(D)))
+                self.R0 = be.asarray(rng.uniform(-np.pi, np.pi, F))
             self.w_v = be.zeros(F)
             self.c_v = be.zeros(1)
+            self._value_adam = [be.zeros(F + 1), be.zeros(F + 1), 0]
         self.buffer = _TransitionBuffer(cfg.replay_size, net) if cfg.data == "replay" else None
 
     # -- features of the shared value -------------------------------------------------------
 
     def _value_features(self, V):
+        V = V[..., self._value_cols]
         if self.cfg.value_features == "voltages":
             return V
         return self.xp.tanh(V @ self.R + self.R0)
+
+    def _shared_td(self, tr: ul.Transitions, reward):
+        """TD error of the shared value (then one SGD or Adam step on it): the dopamine."""
+        cfg, xp = self.cfg, self.xp
+        phi, phi_next = self._value_features(tr.V), self._value_features(tr.V_next)
+        if cfg.value_optimizer == "sgd":
+            return ul.dopamine_td(self.w_v, self.c_v, phi, phi_next, reward, tr.cont, cfg.value_lr)
+        delta = reward + tr.cont * (phi_next @ self.w_v + self.c_v[0]) - (phi @ self.w_v + self.c_v[0])
+        F = phi.shape[-1]
+        grad = -xp.concatenate([delta.reshape(-1) @ phi.reshape(-1, F), delta.sum().reshape(1)]) / delta.size
+        m, v, t = self._value_adam
+        t += 1
+        m *= 0.9
+        m += 0.1 * grad
+        v *= 0.999
+        v += 0.001 * grad * grad
+        step = cfg.value_lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+        upd = step * m / (xp.sqrt(v) + 1e-8)
+        self.w_v -= upd[:F]
+        self.c_v -= upd[F:]
+        self._value_adam[2] = t
+        return delta
 
     # -- one update -------------------------------------------------------------------------
 
@@ -142,9 +173,11 @@ class LocalLearner(OnlineLearner):
     def _update(self, tr: ul.Transitions) -> dict:
         cfg, net = self.cfg, self.net
         delta = None
+        reward = tr.reward if cfg.reward_scale == 1.0 else tr.reward * cfg.reward_scale
+        if cfg.reward_scale != 1.0:
+            tr = tr._replace(reward=reward)
         if cfg.baseline == "dopamine":
-            delta = ul.dopamine_td(self.w_v, self.c_v, self._value_features(tr.V),
-                                   self._value_features(tr.V_next), tr.reward, tr.cont, cfg.value_lr)
+            delta = self._shared_td(tr, reward)
         self.adam_step += 1
         if cfg.family == "mlp":
             self._mlp.update_mlp(self.net, self.critic, tr, delta, self.tau, self.ucfg, self.adam_step, self.diag)

@@ -62,7 +62,7 @@ def run_task(task: dict) -> dict:
         result = train(cfg)
         record.update(evaluations=result.evaluations, final=result.final_eval,
                       train_returns=result.train_returns[-20:], updates=result.updates,
-                      update_ms=result.update_seconds / max(1, result.updates) * 1e3)
+                      update_ms=result.update_seconds / max(1, result.updates) * 1e3, metrics=result.metrics)
     except Exception as e:  # a failed task is a result too (divergence, bad options)
         record.update(error=f"{type(e).__name__}: {e}")
     record["seconds"] = time.time() - t0

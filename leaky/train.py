@@ -115,6 +115,7 @@ class TrainResult:
     wall_seconds: float
     update_seconds: float
     updates: int
+    metrics: list[dict] = field(default_factory=list)   # learner metrics averaged per eval interval
 
     @property
     def final_eval(self) -> float:
@@ -321,6 +322,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     ep_return = np.zeros(cfg.n_envs)
     recent = deque(train_returns[-20:], maxlen=20)
     update_seconds, updates = 0.0, 0
+    metric_sums: dict = {}
+    metric_history: list[dict] = []
     t0 = time.perf_counter()
     bar = tqdm(total=iterations * cfg.n_envs, initial=start * cfg.n_envs, disable=not cfg.progress,
                unit="step", desc=f"{cfg.learner} {cfg.env}", dynamic_ncols=True)
@@ -347,6 +350,11 @@ def train(cfg: TrainConfig) -> TrainResult:
                     be.synchronize()
                     update_seconds += time.perf_counter() - u0
                     updates += 1
+                    for k, v in metrics.items():
+                        if np.isscalar(v):
+                            acc = metric_sums.setdefault(k, [0.0, 0])
+                            acc[0] += float(v)
+                            acc[1] += 1
             if trace is not None:
                 trace.log_step(obs=obs, actions=act_np, rewards=reward, terminations=term, truncations=trunc,
                                next_obs=final_obs)
@@ -369,6 +377,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 rets = evaluate(net, cfg.env, cfg.eval_episodes, 10_000 + cfg.seed * 1000 + len(evaluations))
                 evaluations.append({"step": done_steps, "mean": float(np.mean(rets)),
                                     "std": float(np.std(rets)), "returns": rets})
+                metric_history.append({"step": done_steps, **{k: s / max(n, 1) for k, (s, n) in metric_sums.items()}})
+                metric_sums.clear()
                 if trace is not None:
                     trace.log_training(done_steps, eval_return=float(np.mean(rets)))
             if cfg.checkpoint and (done_steps // cfg.checkpoint_every > step // cfg.checkpoint_every
@@ -387,7 +397,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             trace.close()
     return TrainResult(env_steps=iterations * cfg.n_envs, episodes=len(train_returns),
                        train_returns=train_returns, evaluations=evaluations,
-                       wall_seconds=time.perf_counter() - t0, update_seconds=update_seconds, updates=updates)
+                       wall_seconds=time.perf_counter() - t0, update_seconds=update_seconds, updates=updates,
+                       metrics=metric_history)
 
 
 def _save(cfg, net, learner, iteration, evaluations, train_returns):
