@@ -15,10 +15,10 @@ Options (:class:`LocalConfig`; defaults are DESIGN.md's, the paper's literal rul
 ``view``        ``all`` | ``presynaptic``
 ``baseline``    ``own`` | ``dopamine``
 ``data``        ``online`` (each step's cache once, one step late) | ``replay`` (a device buffer)
-``value_features``  the shared value's features under ``dopamine``: ``voltages`` (linear in
-                the voltages, DESIGN.md's) | ``random`` (``tanh`` of a fixed random projection
-                of the voltages, ``n_features`` wide: nonlinear but local, nothing is
-                backpropagated; an option DESIGN.md §3 lists as untested)
+``value_*``     the shared value behind ``dopamine`` (:mod:`leaky.value`): features ``voltages``
+                (linear, DESIGN.md's) or ``random`` (``tanh`` of a fixed random projection,
+                ``n_features`` wide: nonlinear but local); inputs ``all`` voltages or the
+                ``sensors`` only; SGD or Adam
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from leaky.kernels import update_local as ul
 from leaky.kernels.scalar import ACTIVATIONS
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
+from leaky.value import SharedValue, ValueConfig
 
 FAMILIES = ("advantage", "linear", "mlp")
 DATA = ("online", "replay")
-VALUE_FEATURES = ("voltages", "random")
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,13 @@ class LocalConfig:
     seed: int = 0
 
     def __post_init__(self):
-        choices = {"family": FAMILIES, "clock": ul.CLOCKS, "data": DATA, "value_features": VALUE_FEATURES,
-                   "value_input": ("all", "sensors"), "value_optimizer": ("sgd", "adam"),
+        choices = {"family": FAMILIES, "clock": ul.CLOCKS, "data": DATA,
                    "view": tuple(ul.VIEWS), "baseline": tuple(ul.BASELINES), "optimizer": tuple(ul.OPTIMIZERS)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected one of {list(allowed)}")
-        for name in ("noise_std", "value_lr"):
+        self.value_config()  # validates the value options
+        for name in ("noise_std",):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected > 0")
         if not 0.0 <= self.gamma <= 1.0:
@@ -81,6 +81,10 @@ class LocalConfig:
         for name in ("n_features", "mlp_hidden", "replay_size", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
+
+    def value_config(self) -> ValueConfig:
+        return ValueConfig(features=self.value_features, inputs=self.value_input, n_features=self.n_features,
+                           feature_scale=self.feature_scale, optimizer=self.value_optimizer, lr=self.value_lr)
 
     def update_config(self) -> ul.UpdateConfig:
         return ul.UpdateConfig(family="advantage" if self.family == "mlp" else self.family, view=self.view,
@@ -114,48 +118,8 @@ class LocalLearner(OnlineLearner):
             self.adam_v = be.zeros((N, width))
         self.diag = be.zeros((N, 3))
         self.face = ul.FACES[be.name]
-        if cfg.baseline == "dopamine":
-            rng = np.random.default_rng(cfg.seed + 31)
-            self._value_cols = slice(0, net.config.n_inputs) if cfg.value_input == "sensors" else slice(0, N)
-            D = net.config.n_inputs if cfg.value_input == "sensors" else N
-            F = D if cfg.value_features == "voltages" else cfg.n_features
-            if cfg.value_features == "random":
-                self.R = be.asarray(rng.standard_normal((D, F)) * (cfg.feature_scale / np.sqrt(D)))
-                self.R0 = be.asarray(rng.uniform(-np.pi, np.pi, F))
-            self.w_v = be.zeros(F)
-            self.c_v = be.zeros(1)
-            self._value_adam = [be.zeros(F + 1), be.zeros(F + 1), 0]
+        self.value = SharedValue(cfg.value_config(), net, cfg.seed) if cfg.baseline == "dopamine" else None
         self.buffer = _TransitionBuffer(cfg.replay_size, net) if cfg.data == "replay" else None
-
-    # -- features of the shared value -------------------------------------------------------
-
-    def _value_features(self, V):
-        V = V[..., self._value_cols]
-        if self.cfg.value_features == "voltages":
-            return V
-        return self.xp.tanh(V @ self.R + self.R0)
-
-    def _shared_td(self, tr: ul.Transitions, reward):
-        """TD error of the shared value (then one SGD or Adam step on it): the dopamine."""
-        cfg, xp = self.cfg, self.xp
-        phi, phi_next = self._value_features(tr.V), self._value_features(tr.V_next)
-        if cfg.value_optimizer == "sgd":
-            return ul.dopamine_td(self.w_v, self.c_v, phi, phi_next, reward, tr.cont, cfg.value_lr)
-        delta = reward + tr.cont * (phi_next @ self.w_v + self.c_v[0]) - (phi @ self.w_v + self.c_v[0])
-        F = phi.shape[-1]
-        grad = -xp.concatenate([delta.reshape(-1) @ phi.reshape(-1, F), delta.sum().reshape(1)]) / delta.size
-        m, v, t = self._value_adam
-        t += 1
-        m *= 0.9
-        m += 0.1 * grad
-        v *= 0.999
-        v += 0.001 * grad * grad
-        step = cfg.value_lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
-        upd = step * m / (xp.sqrt(v) + 1e-8)
-        self.w_v -= upd[:F]
-        self.c_v -= upd[F:]
-        self._value_adam[2] = t
-        return delta
 
     # -- one update -------------------------------------------------------------------------
 
@@ -176,8 +140,8 @@ class LocalLearner(OnlineLearner):
         reward = tr.reward if cfg.reward_scale == 1.0 else tr.reward * cfg.reward_scale
         if cfg.reward_scale != 1.0:
             tr = tr._replace(reward=reward)
-        if cfg.baseline == "dopamine":
-            delta = self._shared_td(tr, reward)
+        if self.value is not None:
+            delta = self.value.td(tr.V, tr.V_next, reward, tr.cont)
         self.adam_step += 1
         if cfg.family == "mlp":
             self._mlp.update_mlp(self.net, self.critic, tr, delta, self.tau, self.ucfg, self.adam_step, self.diag)
@@ -199,8 +163,8 @@ class LocalLearner(OnlineLearner):
                 else dict(self.critic)
         else:
             state.update(theta=self.theta, theta_bar=self.theta_bar, adam_m=self.adam_m, adam_v=self.adam_v)
-        if self.cfg.baseline == "dopamine":
-            state.update(w_v=self.w_v, c_v=self.c_v)
+        if self.value is not None:
+            state["value"] = self.value.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -213,8 +177,8 @@ class LocalLearner(OnlineLearner):
         else:
             for k in ("theta", "theta_bar", "adam_m", "adam_v"):
                 setattr(self, k, be.asarray(state[k]))
-        if self.cfg.baseline == "dopamine":
-            self.w_v, self.c_v = be.asarray(state["w_v"]), be.asarray(state["c_v"])
+        if self.value is not None:
+            self.value.load_state_dict(state["value"])
 
 
 def _set(obj, key, value):

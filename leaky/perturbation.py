@@ -1,9 +1,9 @@
 """Per-neuron node perturbation against a shared dopamine TD error (the classic baseline).
 
 Every neuron n perturbs its action with its own noise ξ_n at its decision step τ_n (DESIGN.md
-§3, causal clock). One shared linear value of the voltages, ``v(x) = w_v·x + c_v`` with
-``x = V_t[0]`` (the voltages as the environment step begins, sensors applied), is trained by
-TD(0); its TD error is broadcast to every neuron::
+§3, causal clock). One shared value of the state, :class:`leaky.value.SharedValue` (linear in
+the voltages by default) at ``x = V_t[0]`` (the voltages as the environment step begins,
+sensors applied), is trained by TD(0); its TD error is broadcast to every neuron::
 
     δ_b = r_b + γ(1 − terminated_b)·v(x'_b) − v(x_b)
     ΔK[n, m] = η · mean_b[ δ_b · ξ_n,b / σ² · σ'(y_n,b) · V_m,b ]       (V at τ_n, on the mask)
@@ -24,6 +24,7 @@ import numpy as np
 from leaky.errors import ConfigError
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
+from leaky.value import SharedValue, ValueConfig
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class PerturbationConfig:
 
     lr: float = 1e-3
     value_lr: float = 1e-2
+    value_features: str = "voltages"
+    value_input: str = "all"
+    value_optimizer: str = "sgd"
+    n_features: int = 256
+    feature_scale: float = 1.5
     gamma: float = 0.99
     noise_std: float = 0.1
     max_grad_norm: float = 0.0   # clip of each neuron's row update (0: no clip)
@@ -41,8 +47,14 @@ class PerturbationConfig:
         for name in ("lr", "value_lr", "noise_std"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"PerturbationConfig.{name}: got {getattr(self, name)!r}, expected > 0")
+        self.value_config()
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"PerturbationConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
+
+
+    def value_config(self) -> ValueConfig:
+        return ValueConfig(features=self.value_features, inputs=self.value_input, n_features=self.n_features,
+                           feature_scale=self.feature_scale, optimizer=self.value_optimizer, lr=self.value_lr)
 
 
 class PerturbationLearner(OnlineLearner):
@@ -50,8 +62,7 @@ class PerturbationLearner(OnlineLearner):
         super().__init__(net, cfg.noise_std, cfg.seed)
         self.cfg = cfg
         N = net.n_neurons
-        self.w_v = net.backend.zeros(N)
-        self.c_v = net.backend.zeros(())
+        self.value = SharedValue(cfg.value_config(), net, cfg.seed)
         self.agents = np.arange(net.config.n_inputs, N)
         steps = net.decision_step[self.agents]
         # neurons grouped by decision step: one GEMM per group
@@ -61,11 +72,8 @@ class PerturbationLearner(OnlineLearner):
     def learn(self, tr: Transition) -> dict:
         xp, cfg, net = self.xp, self.cfg, self.net
         x, x_next = tr.cache.V[0], tr.next_cache.V[0]
-        v, v_next = x @ self.w_v + self.c_v, x_next @ self.w_v + self.c_v
-        delta = tr.reward + cfg.gamma * (1.0 - tr.terminated) * v_next - v
+        delta = self.value.td(x, x_next, tr.reward, cfg.gamma * (1.0 - tr.terminated))
         B = x.shape[0]
-        self.w_v += cfg.value_lr * (delta @ x) / B
-        self.c_v += cfg.value_lr * delta.mean()
         scale = cfg.lr / (B * cfg.noise_std ** 2)
         for tau, idx in self.groups:
             y = tr.cache.y[tau][:, idx]
@@ -80,12 +88,11 @@ class PerturbationLearner(OnlineLearner):
                 dK, db = dK * f[:, None], db * f
             net.K[idx] += dK
             net.b[idx] += db
-        return {"td_error": float(xp.abs(delta).mean()), "value": float(v.mean())}
+        return {"td_error": float(xp.abs(delta).mean())}
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "w_v": self.w_v, "c_v": self.c_v}
+        return {**super().state_dict(), "value": self.value.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.w_v = self.net.backend.asarray(state["w_v"])
-        self.c_v = self.net.backend.asarray(state["c_v"])
+        self.value.load_state_dict(state["value"])

@@ -111,7 +111,7 @@ def test_td_policy_evaluation_converges(baseline):
         values = (x @ learner.theta[agents][:, lay.w].T) + learner.theta[agents][:, lay.c]
         np.testing.assert_allclose(values.mean(), 10.0, rtol=0.1)
     else:
-        value = (V @ learner.w_v + learner.c_v[0]).mean()
+        value = learner.value(V).mean()
         np.testing.assert_allclose(value, 10.0, rtol=0.1)
 
 

@@ -1,0 +1,100 @@
+"""The shared value function behind the dopamine signal (DESIGN.md §3, ``baseline="dopamine"``).
+
+One value function of the network's state, trained by TD(0); its TD error
+``δ = r + cont·v(x') − v(x)`` is what every neuron receives (the "dopamine")::
+
+    v(x) = w·φ(x) + c      φ(x) = x                        (features="voltages", DESIGN.md's)
+                           φ(x) = tanh(x R + r₀)            (features="random": a fixed random
+                                                             projection, nonlinear but local:
+                                                             nothing is backpropagated)
+
+``x`` is every voltage (``inputs="all"``) or only the sensors (``inputs="sensors"``, i.e. the
+encoded observation). The step is SGD or Adam on ½δ² with the target held fixed (semi-gradient
+TD). Runs on the backend's array module; it is one small GEMV per update, not a per-neuron kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from leaky.errors import ConfigError
+from leaky.kernels import update_local as ul
+
+
+@dataclass(frozen=True)
+class ValueConfig:
+    features: str = "voltages"
+    inputs: str = "all"
+    n_features: int = 256
+    feature_scale: float = 1.5
+    optimizer: str = "sgd"
+    lr: float = 1e-3
+
+    def __post_init__(self):
+        for name, allowed in (("features", ("voltages", "random")), ("inputs", ("all", "sensors")),
+                              ("optimizer", ("sgd", "adam"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"value {name}: got {getattr(self, name)!r}, expected one of {list(allowed)}")
+        if not self.lr > 0:
+            raise ConfigError(f"value lr: got {self.lr!r}, expected > 0")
+
+
+class SharedValue:
+    """``v(x) = w·φ(x) + c`` trained by TD(0); :meth:`td` returns the broadcast TD error."""
+
+    def __init__(self, cfg: ValueConfig, net, seed: int):
+        be = net.backend
+        self.cfg, self.xp, self.be = cfg, net.xp, be
+        N, n_in = net.n_neurons, net.config.n_inputs
+        D = n_in if cfg.inputs == "sensors" else N
+        if D == 0:
+            raise ConfigError("value inputs='sensors': the network has no sensor neurons")
+        self.cols = slice(0, D)
+        F = D
+        if cfg.features == "random":
+            rng = np.random.default_rng(seed + 31)
+            F = cfg.n_features
+            self.R = be.asarray(rng.standard_normal((D, F)) * (cfg.feature_scale / np.sqrt(D)))
+            self.r0 = be.asarray(rng.uniform(-np.pi, np.pi, F))
+        self.w = be.zeros(F)
+        self.c = be.zeros(1)
+        self.m = be.zeros(F + 1)
+        self.v = be.zeros(F + 1)
+        self.t = 0
+
+    def features(self, V):
+        x = V[..., self.cols]
+        return x if self.cfg.features == "voltages" else self.xp.tanh(x @ self.R + self.r0)
+
+    def __call__(self, V):
+        return self.features(V) @ self.w + self.c[0]
+
+    def td(self, x, x_next, reward, cont):
+        """δ for every transition (any leading shape), then one step on ½·mean δ²."""
+        cfg, xp = self.cfg, self.xp
+        phi, phi_next = self.features(x), self.features(x_next)
+        if cfg.optimizer == "sgd":
+            return ul.dopamine_td(self.w, self.c, phi, phi_next, reward, cont, cfg.lr)
+        delta = reward + cont * (phi_next @ self.w + self.c[0]) - (phi @ self.w + self.c[0])
+        F = phi.shape[-1]
+        grad = -xp.concatenate([delta.reshape(-1) @ phi.reshape(-1, F), delta.sum().reshape(1)]) / delta.size
+        self.t += 1
+        self.m *= 0.9
+        self.m += 0.1 * grad
+        self.v *= 0.999
+        self.v += 0.001 * grad * grad
+        step = cfg.lr * np.sqrt(1 - 0.999 ** self.t) / (1 - 0.9 ** self.t)
+        upd = step * self.m / (xp.sqrt(self.v) + 1e-8)
+        self.w -= upd[:F]
+        self.c -= upd[F:]
+        return delta
+
+    def state_dict(self) -> dict:
+        return {"w": self.w, "c": self.c, "m": self.m, "v": self.v, "t": self.t}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in ("w", "c", "m", "v"):
+            setattr(self, k, self.be.asarray(state[k]))
+        self.t = int(state["t"])
