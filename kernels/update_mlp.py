@@ -1,0 +1,1048 @@
+"""Fused update of per-neuron MLP critics: the ``mlp`` critic family (the paper's Experiment 1).
+
+Every non-sensor neuron n owns a critic, a three-layer perceptron of ``[x, α]``::
+
+    x   = f_n ⊙ V                    (N,)  features: f_n = 1 (view "all") or the mask row M[n] ≠ 0
+    h1  = tanh(W1 [x; α] + b1)       W1 (H, N+1), b1 (H,)
+    h2  = tanh(W2 h1 + b2)           W2 (H, H),   b2 (H,)
+    Q_n(x, α) = w3·h2 + b3           w3 (H,),     b3 scalar           (hidden units: tanh)
+
+From a batch of transitions it takes one critic step, then (optionally) one actor step with the
+updated critic, then a soft target update::
+
+    δ      = r + cont·Q̄_n(x', μ_n(x')) − Q_n(x, α),   μ_n(x') = σ(y'_n)     (target θ̄ held fixed)
+    critic   θ ← θ + lr_critic · mean[δ ∂Q_n/∂θ]     SGD on ½δ²; or Adam on g = −mean[δ ∂Q_n/∂θ]
+    actor    g = ∂Q_n/∂α at α = μ_n(x) = σ(y_n), through the updated critic
+             K[n, m] += lr_actor · mean[g σ'(y_n) V_m]  for every m with M[n, m] ≠ 0
+             b_n     += lr_actor · mean[g σ'(y_n)]      (skipped when cfg.actor is False)
+    target   θ̄ ← (1 − τ_soft) θ̄ + τ_soft θ
+
+The means run over the batch b and the neuron's slices t: ``t = tau[n]`` only (``causal`` clock)
+or every t (``internal`` clock: ``tau[n] = -1``). Sensor neurons ``n < n_inputs`` are not agents:
+nothing of theirs is read or written (their diagnostics are 0).
+
+Parameters are packed, one row per neuron (:func:`mlp_layout`), ``theta (N, P)``,
+``P = H(N+1) + H + H² + H + H + 1``::
+
+    [ W1 (H×(N+1), row k = unit k's weights, last column = α) | b1 (H) | W2 (H×H, row k = unit k
+      of layer 2) | b2 (H) | w3 (H) | b3 ]
+
+and :func:`unpack_mlp` gives the views ``W1 (N, H, N+1), b1 (N, H), W2 (N, H, H), b2 (N, H),
+w3 (N, H), b3 (N,)``. The target ``theta_bar`` and the Adam moments ``adam_m``, ``adam_v`` have
+the same layout. Every parameter is stepped; under the ``presynaptic`` view the W1 columns of
+masked-out features get an exactly zero gradient (so under SGD, or Adam from zero moments, they
+never move, and they multiply zero features anyway).
+
+Transitions (the convention of ``update_local``): ``Vs, ys, alphas, Vn, yn (T, B, N)`` state
+voltages, y after inhibition at the state, actions as taken, next-state voltages, y at the next
+state; ``r, cont (T, B)`` reward and discount·(1 − terminated); ``tau (N,) int32``;
+``mask (N, N)``; ``col_lo, col_hi (N,) int32`` the presynaptic column range of each row of K;
+``K (N, N)``, ``bias (N,)``; ``diag (N, 3)`` written: mean δ, mean |δ|, mean slope g (the slope
+is computed with the updated critic whether or not the actor step runs).
+
+Cost per call, per transition and neuron (S transitions per neuron: B causal, T·B internal):
+forward at (x, α) and target forward at (x', μ') ``2·(H(N+1) + H²)``, backward ``H²``, gradient
+``H(N+1) + H²``, slope pass ``H(N+1) + 2H²``, row of K ``N`` multiply-adds: about
+``S·N·(4H(N+1) + 6H² + N)`` in all, plus ``O(N·P)`` for the optimizer and the target.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numba import float32, int32, njit, prange
+
+try:  # the cuda face needs numba-cuda; the others do not
+    from numba import cuda
+except ImportError:  # pragma: no cover
+    cuda = None
+
+from leaky.errors import ConfigError
+from leaky.kernels.scalar import activate, activate_cuda, activate_grad, activate_grad_cuda, shared
+
+# The same compilation conventions as kernels/step.py.
+_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}  # reassociation, not no-NaN: NaNs still show
+
+
+def _compiled(fn, name, **flags):
+    """``fn`` compiled under its own name (serial and parallel variants keep separate caches)."""
+    clone = types.FunctionType(fn.__code__, fn.__globals__, name)
+    clone.__qualname__ = name
+    return njit(cache=True, fastmath=_FAST, **flags)(clone)
+
+
+def _cuda_jit(fn):
+    """``cuda.jit`` without a signature: nothing compiles until the first launch."""
+    return cuda.jit(fn) if cuda is not None else None
+
+
+def _cuda_device(fn):
+    return cuda.jit(device=True, inline="always")(fn) if cuda is not None else None
+
+
+VIEWS = {"all": 0, "presynaptic": 1}
+OPTIMIZERS = {"sgd": 0, "adam": 1}
+CLOCKS = ("causal", "internal")
+DIAG_COLUMNS = ("td_error", "abs_td_error", "slope")
+HIDDEN_ACTIVATION = "tanh"  # smooth: ∂Q/∂α is continuous in the state, finite differences apply
+
+# The cuda face keeps one value per hidden unit and transition of a tile in shared memory, with
+# one thread per hidden unit: H ≤ MAX_HIDDEN (the cpu and reference faces have no bound).
+MAX_HIDDEN = 64
+TILE_S = 4                          # transitions per tile: threadIdx.y
+NTHREADS = MAX_HIDDEN * TILE_S      # 256 threads per block, one block per neuron
+HS_SHAPE = (TILE_S, MAX_HIDDEN)     # per transition of the tile and hidden unit
+RED_SHAPE = (2, TILE_S, MAX_HIDDEN)  # two tree sums over hidden units per transition
+SC_SHAPE = (3, TILE_S)              # per transition: δ (or s = g σ'(y)), α, slope g
+IX_SHAPE = (2, TILE_S)              # per transition: slice t, batch row b
+
+
+# ---------------------------------------------------------------------------------------------
+# configuration, layout, initialisation
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MLPUpdateConfig:
+    """Hyperparameters of one MLP-critic update (the same for every neuron).
+
+    Parameters
+    ----------
+    view : {"all", "presynaptic"}
+        Critic features: the whole voltage vector, or the voltages of the mask row.
+    optimizer : {"sgd", "adam"}
+        Of the critic; the actor step is always a plain gradient step.
+    lr_critic, lr_actor : float
+        Step sizes.
+    tau_soft : float
+        Soft target update rate in [0, 1].
+    beta1, beta2, eps : float
+        Adam's moment decay rates and ε (added to √v̂).
+    actor : bool
+        Take the actor step. ``False`` evaluates the current policy (Experiment 1: the local
+        critics learn from DDPG's transitions while DDPG trains the weights).
+    """
+
+    view: str = "all"
+    optimizer: str = "adam"
+    lr_critic: float = 1e-3
+    lr_actor: float = 1e-4
+    tau_soft: float = 0.005
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    actor: bool = True
+
+    def __post_init__(self):
+        for name, table in (("view", VIEWS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in table:
+                raise ConfigError(f"MLPUpdateConfig.{name}: got {getattr(self, name)!r}, "
+                                  f"expected one of {sorted(table)}")
+        for name in ("lr_critic", "lr_actor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"MLPUpdateConfig.{name}: got {value!r}, expected a finite value >= 0")
+        if not 0.0 <= self.tau_soft <= 1.0:
+            raise ConfigError(f"MLPUpdateConfig.tau_soft: got {self.tau_soft!r}, expected a value in [0, 1]")
+        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
+            raise ConfigError(f"MLPUpdateConfig.beta1/beta2: got {(self.beta1, self.beta2)!r}, "
+                              "expected values in [0, 1)")
+        if not self.eps > 0:
+            raise ConfigError(f"MLPUpdateConfig.eps: got {self.eps!r}, expected a value > 0")
+
+    @property
+    def codes(self) -> tuple[int, int]:
+        """``(view, optimizer)`` as the integer codes the kernels take."""
+        return VIEWS[self.view], OPTIMIZERS[self.optimizer]
+
+    def adam_scalars(self, step: int) -> tuple[float, float]:
+        """``(step_size, eps_hat)`` of Adam step ``step`` ≥ 1, bias corrections folded in.
+
+        ``θ −= step_size · m / (√v + eps_hat)`` equals ``θ −= lr · m̂ / (√v̂ + ε)``. For SGD:
+        ``(lr_critic, 0)``.
+        """
+        if self.optimizer == "sgd":
+            return self.lr_critic, 0.0
+        if step < 1:
+            raise ConfigError(f"update_mlp: Adam step must be >= 1, got {step!r}")
+        root = math.sqrt(1.0 - self.beta2 ** step)
+        return self.lr_critic * root / (1.0 - self.beta1 ** step), self.eps * root
+
+
+class MLPLayout(NamedTuple):
+    """Offsets of the parameter blocks in a packed critic row, and its width ``P``."""
+
+    W1: int
+    b1: int
+    W2: int
+    b2: int
+    w3: int
+    b3: int
+    width: int
+
+
+def mlp_layout(N: int, H: int) -> MLPLayout:
+    """Where each parameter block lives in a row of ``theta (N, P)``."""
+    b1 = H * (N + 1)
+    W2 = b1 + H
+    b2 = W2 + H * H
+    w3 = b2 + H
+    b3 = w3 + H
+    return MLPLayout(0, b1, W2, b2, w3, b3, b3 + 1)
+
+
+def mlp_hidden(N: int, width: int) -> int:
+    """The hidden size H of packed rows of ``width`` parameters for N neurons (checked)."""
+    # width = H² + (N + 4) H + 1
+    c = N + 4
+    H = int(round((-c + math.sqrt(c * c + 4.0 * (width - 1))) / 2)) if width >= 1 else 0
+    if H < 1 or mlp_layout(N, H).width != width:
+        raise ConfigError(f"update_mlp: a critic row of {width} parameters fits no hidden size for "
+                          f"N = {N}; expected H² + (N+4)·H + 1 for some H ≥ 1 (mlp_layout)")
+    return H
+
+
+def unpack_mlp(theta, H: int) -> dict[str, Any]:
+    """Views ``W1 (R, H, N+1), b1 (R, H), W2 (R, H, H), b2 (R, H), w3 (R, H), b3 (R,)`` of
+    packed rows ``theta (R, P)`` (R = N for all critics; N is read from P and H). NumPy or
+    CuPy; writing through a view writes ``theta``."""
+    R, width = theta.shape
+    N = (width - 1 - H * H - 3 * H) // H - 1 if H >= 1 else -1
+    if N < 1 or mlp_layout(N, H).width != width:
+        raise ConfigError(f"unpack_mlp: rows of {width} parameters do not fit H = {H}; expected "
+                          "H·(N+1) + H² + 3H + 1 for some N >= 1 (mlp_layout)")
+    lay = mlp_layout(N, H)
+    return {
+        "W1": theta[:, lay.W1:lay.b1].reshape(R, H, N + 1),
+        "b1": theta[:, lay.b1:lay.W2],
+        "W2": theta[:, lay.W2:lay.b2].reshape(R, H, H),
+        "b2": theta[:, lay.b2:lay.w3],
+        "w3": theta[:, lay.w3:lay.b3],
+        "b3": theta[:, lay.b3],
+    }
+
+
+@dataclass(frozen=True)
+class MLPCritics:
+    """Every neuron's MLP critic: packed parameters, target, Adam moments (each (N, P)).
+
+    The arrays are the state the kernels update in place; :meth:`params` gives named views.
+    """
+
+    theta: Any
+    theta_bar: Any
+    adam_m: Any
+    adam_v: Any
+    hidden: int
+
+    @property
+    def n_neurons(self) -> int:
+        return self.theta.shape[0]
+
+    def params(self, which: str = "theta") -> dict[str, Any]:
+        """Named views (:func:`unpack_mlp`) of ``theta``, ``theta_bar``, ``adam_m`` or ``adam_v``."""
+        return unpack_mlp(getattr(self, which), self.hidden)
+
+
+def init_mlp_critics(N: int, H: int, seed, dtype=np.float64) -> MLPCritics:
+    """N critics with H hidden units, NumPy arrays in ``dtype`` (float64 by default).
+
+    Scaled uniform, as PyTorch initialises linear layers: every weight and bias of a layer with
+    fan-in F is drawn from U(−1/√F, 1/√F) (F = N+1, H, H for the three layers). The target
+    starts equal to the critic, the Adam moments at zero. ``seed``: an int or a Generator.
+    """
+    if N < 1 or H < 1:
+        raise ConfigError(f"init_mlp_critics: N = {N}, H = {H}; expected both >= 1")
+    rng = np.random.default_rng(seed)
+    lay = mlp_layout(N, H)
+    theta = np.empty((N, lay.width))
+    bound1 = 1.0 / math.sqrt(N + 1)
+    bound2 = 1.0 / math.sqrt(H)
+    theta[:, :lay.W2] = rng.uniform(-bound1, bound1, (N, lay.W2))
+    theta[:, lay.W2:] = rng.uniform(-bound2, bound2, (N, lay.width - lay.W2))
+    theta = theta.astype(dtype)
+    return MLPCritics(theta, theta.copy(), np.zeros_like(theta), np.zeros_like(theta), H)
+
+
+# ---------------------------------------------------------------------------------------------
+# reference: NumPy float64, the definition
+# ---------------------------------------------------------------------------------------------
+
+_ACT_NP = {0: np.tanh, 1: lambda y: np.maximum(y, 0.0), 2: lambda y: y}
+_DACT_NP = {0: lambda y: 1.0 - np.tanh(y) ** 2, 1: lambda y: (y > 0).astype(np.float64),
+            2: lambda y: np.ones_like(y)}
+
+
+def _row_views(row, N, H):
+    lay = mlp_layout(N, H)
+    return (row[:lay.b1].reshape(H, N + 1), row[lay.b1:lay.W2], row[lay.W2:lay.b2].reshape(H, H),
+            row[lay.b2:lay.w3], row[lay.w3:lay.b3], row[lay.b3])
+
+
+def mlp_forward_reference(row, inp, H):
+    """One critic on inputs ``inp (S, N+1)`` = ``[x, α]``: returns ``Q (S,), h1, h2 (S, H)``."""
+    N = inp.shape[1] - 1
+    W1, b1, W2, b2, w3, b3 = _row_views(row, N, H)
+    h1 = np.tanh(inp @ W1.T + b1)
+    h2 = np.tanh(h1 @ W2.T + b2)
+    return h2 @ w3 + b3, h1, h2
+
+
+def _backward_np(row, h1, h2, N, H):
+    """``∂Q/∂a2 = w3 (1 − h2²)`` and ``∂Q/∂a1 = (1 − h1²) ⊙ W2ᵀ ∂Q/∂a2``, per transition (S, H)."""
+    _, _, W2, _, w3, _ = _row_views(row, N, H)
+    g2 = w3 * (1.0 - h2 * h2)
+    g1 = (g2 @ W2) * (1.0 - h1 * h1)
+    return g1, g2
+
+
+def update_mlp_reference(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias,
+                         theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step):
+    """Definition of the fused MLP-critic update, in float64; updates the arrays in place.
+
+    See the module docstring for the math and shapes. ``adam_m``/``adam_v`` are read only under
+    Adam (may be None under SGD); ``col_lo``/``col_hi`` are not read (the mask alone defines the
+    presynaptic sets). ``step`` is the Adam step ≥ 1 of this update. Returns ``diag``.
+    """
+    view, optimizer = cfg.codes
+    f64 = lambda a: np.array(a, dtype=np.float64)  # noqa: E731
+    Vs, ys, alphas, Vn, yn, r, cont = map(f64, (Vs, ys, alphas, Vn, yn, r, cont))
+    T, B, N = Vs.shape
+    H = mlp_hidden(N, theta.shape[1])
+    lay = mlp_layout(N, H)
+    act, dact = _ACT_NP[activation], _DACT_NP[activation]
+    M = np.asarray(mask) != 0
+    th, thb, Kf, bf = f64(theta), f64(theta_bar), f64(K), f64(bias)
+    am = f64(adam_m) if optimizer == 1 else None
+    av = f64(adam_v) if optimizer == 1 else None
+    step_size, eps_hat = cfg.adam_scalars(step)
+    out = np.zeros((N, 3))
+
+    for n in range(n_inputs, N):
+        ts = np.arange(T) if tau[n] < 0 else np.array([tau[n]])
+        feat = M[n] if view == 1 else np.ones(N, dtype=bool)
+        X = Vs[ts].reshape(-1, N) * feat                       # (S, N) critic features
+        Xn = Vn[ts].reshape(-1, N) * feat
+        y = ys[ts, :, n].reshape(-1)
+        a = alphas[ts, :, n].reshape(-1)
+        mu_next = act(yn[ts, :, n].reshape(-1))
+
+        # critic: semi-gradient of ½δ² (the target is a constant)
+        Q, h1, h2 = mlp_forward_reference(th[n], np.column_stack([X, a]), H)
+        Qbar, _, _ = mlp_forward_reference(thb[n], np.column_stack([Xn, mu_next]), H)
+        delta = r[ts].reshape(-1) + cont[ts].reshape(-1) * Qbar - Q
+        g1, g2 = _backward_np(th[n], h1, h2, N, H)
+        e1, e2 = delta[:, None] * g1, delta[:, None] * g2        # δ ∂Q/∂a1, δ ∂Q/∂a2
+        S = X.shape[0]
+        ascent = np.empty(lay.width)                              # mean[δ ∂Q/∂θ], packed
+        ascent[:lay.b1] = (e1.T @ np.column_stack([X, a])).reshape(-1) / S
+        ascent[lay.b1:lay.W2] = e1.mean(axis=0)
+        ascent[lay.W2:lay.b2] = (e2.T @ h1).reshape(-1) / S
+        ascent[lay.b2:lay.w3] = e2.mean(axis=0)
+        ascent[lay.w3:lay.b3] = (delta[:, None] * h2).mean(axis=0)
+        ascent[lay.b3] = delta.mean()
+        if optimizer == 0:
+            th[n] += cfg.lr_critic * ascent
+        else:
+            g = -ascent                                           # gradient of the loss
+            am[n] = cfg.beta1 * am[n] + (1.0 - cfg.beta1) * g
+            av[n] = cfg.beta2 * av[n] + (1.0 - cfg.beta2) * g * g
+            th[n] -= step_size * am[n] / (np.sqrt(av[n]) + eps_hat)
+
+        # actor, with the updated critic: slope ∂Q/∂α at α = μ = σ(y)
+        slope = slopes_one_reference(th[n], X, act(y), H)
+        if cfg.actor:
+            s = slope * dact(y)
+            Vpre = Vs[ts].reshape(-1, N)                          # the inputs of the weights
+            Kf[n, M[n]] += cfg.lr_actor * (s[:, None] * Vpre).mean(axis=0)[M[n]]
+            bf[n] += cfg.lr_actor * s.mean()
+
+        thb[n] = (1.0 - cfg.tau_soft) * thb[n] + cfg.tau_soft * th[n]
+        out[n] = delta.mean(), np.abs(delta).mean(), slope.mean()
+
+    theta[...] = th
+    theta_bar[...] = thb
+    K[...] = Kf
+    bias[...] = bf
+    if optimizer == 1:
+        adam_m[...] = am
+        adam_v[...] = av
+    diag[...] = out
+    return diag
+
+
+def slopes_one_reference(row, X, mu, H):
+    """``∂Q/∂α`` at ``α = mu`` of one critic (packed ``row``) for features ``X (S, N)``: (S,)."""
+    N = X.shape[1]
+    _, h1, h2 = mlp_forward_reference(row, np.column_stack([X, mu]), H)
+    g1, _ = _backward_np(row, h1, h2, N, H)
+    W1 = _row_views(row, N, H)[0]
+    return g1 @ W1[:, N]
+
+
+def slopes_mlp_reference(V, y, mask, theta, n_inputs, activation, view, out=None):
+    """``∂Q_n/∂α`` at ``α = μ_n = σ(y_n)`` for every batch row and neuron, in float64.
+
+    Nothing is updated. ``V, y (B, N)`` the states' voltages and y after inhibition;
+    ``theta (N, P)`` packed critics; ``view`` "all" or "presynaptic". Returns ``(B, N)``
+    (written into ``out`` when given), 0 on sensor columns.
+    """
+    V = np.asarray(V, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    th = np.asarray(theta, dtype=np.float64)
+    B, N = V.shape
+    H = mlp_hidden(N, th.shape[1])
+    M = np.asarray(mask) != 0
+    res = np.zeros((B, N))
+    for n in range(n_inputs, N):
+        feat = M[n] if VIEWS[view] == 1 else np.ones(N, dtype=bool)
+        res[:, n] = slopes_one_reference(th[n], V * feat, _ACT_NP[activation](y[:, n]), H)
+    if out is not None:
+        out[...] = res
+        return out
+    return res
+
+
+# ---------------------------------------------------------------------------------------------
+# scalar math shared by the cpu and cuda faces: one critic, one hidden unit at a time
+# ---------------------------------------------------------------------------------------------
+#
+# Written for a packed parameter row (mlp_layout): b1 at H(N+1), W2 at H(N+2), b2 at H(N+2)+H²,
+# w3 at H(N+3)+H², b3 at H(N+4)+H². Type-preserving: no float literals (float32 stays float32).
+
+def _unit1(row, x, mrow, a_in, k, N, H, view):
+    """h1[k] = tanh(b1[k] + Σ_i W1[k, i] f_i x_i + W1[k, N] a_in); ``mrow`` read under view 1."""
+    base = k * (N + 1)
+    acc = row[H * (N + 1) + k] + row[base + N] * a_in
+    if view == 0:
+        for i in range(N):
+            acc += row[base + i] * x[i]
+    else:
+        for i in range(N):
+            if mrow[i] != 0:
+                acc += row[base + i] * x[i]
+    return math.tanh(acc)
+
+
+def _unit2(row, h1, k, N, H):
+    """h2[k] = tanh(b2[k] + Σ_j W2[k, j] h1[j])."""
+    w2 = H * (N + 2)
+    base = w2 + k * H
+    acc = row[w2 + H * H + k]
+    for j in range(H):
+        acc += row[base + j] * h1[j]
+    return math.tanh(acc)
+
+
+def _unit_back(row, g2, h1k, k, N, H):
+    """(1 − h1[k]²) Σ_j W2[j, k] g2[j]: ∂Q/∂a1[k] when g2 = ∂Q/∂a2 (times δ when g2 carries δ)."""
+    base = H * (N + 2) + k
+    acc = row[base] * g2[0]
+    for j in range(1, H):
+        acc += row[base + j * H] * g2[j]
+    return acc - h1k * h1k * acc
+
+
+def _step_param(theta, adam_m, adam_v, n, j, ascent, optimizer, lr, beta1, one_minus_beta1,
+                beta2, one_minus_beta2, step_size, eps_hat):
+    """One step of ``theta[n, j]``: SGD ascent, or Adam descent on g = −ascent.
+
+    Under SGD the moment arrays are not touched (they may be placeholders).
+    """
+    if optimizer == 0:
+        theta[n, j] += lr * ascent
+    else:
+        g = -ascent
+        m = beta1 * adam_m[n, j] + one_minus_beta1 * g
+        v = beta2 * adam_v[n, j] + one_minus_beta2 * g * g
+        adam_m[n, j] = m
+        adam_v[n, j] = v
+        theta[n, j] -= step_size * m / (math.sqrt(v) + eps_hat)
+
+
+_unit1, _unit1_cuda = shared(_unit1)
+_unit2, _unit2_cuda = shared(_unit2)
+_unit_back, _unit_back_cuda = shared(_unit_back)
+_step_param, _step_param_cuda = shared(_step_param)
+
+
+# ---------------------------------------------------------------------------------------------
+# cpu: numba.njit, parallel over neurons (each neuron touches only its own rows)
+# ---------------------------------------------------------------------------------------------
+
+# Plain (not inlined) calls: several inlined call sites of the multi-return activate in one
+# function trip numba's pedantic IR check (NumbaIRAssumptionWarning); LLVM inlines them anyway.
+@njit(cache=True, fastmath=_FAST)
+def _sigma(y, code):
+    return activate(y, code)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _sigma_grad(y, code):
+    return activate_grad(y, code)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _forward_cpu(row, x, mrow, a_in, N, H, view, h1, h2):
+    """Q of one critic at ``[f ⊙ x, a_in]``; fills the hidden activations h1, h2 (H,)."""
+    w3 = H * (N + 3) + H * H
+    for k in range(H):
+        h1[k] = _unit1(row, x, mrow, a_in, k, N, H, view)
+    q = row[w3 + H]
+    for k in range(H):
+        h = _unit2(row, h1, k, N, H)
+        h2[k] = h
+        q += row[w3 + k] * h
+    return q
+
+
+@njit(cache=True, fastmath=_FAST)
+def _backward_cpu(row, N, H, scale, h1, h2, g1, g2):
+    """g2 = scale·∂Q/∂a2 = scale·w3 (1 − h2²), g1 = scale·∂Q/∂a1, after :func:`_forward_cpu`."""
+    w3 = H * (N + 3) + H * H
+    for k in range(H):
+        g = scale * row[w3 + k]
+        g2[k] = g - h2[k] * h2[k] * g
+    for k in range(H):
+        g1[k] = _unit_back(row, g2, h1[k], k, N, H)
+
+
+@njit(cache=True, fastmath=_FAST)
+def _slope_cpu(row, x, mrow, mu, N, H, view, h1, h2, g1, g2):
+    """∂Q/∂α at α = mu of one critic (uses h1, h2, g1, g2 as scratch)."""
+    _forward_cpu(row, x, mrow, mu, N, H, view, h1, h2)
+    _backward_cpu(row, N, H, row.dtype.type(1), h1, h2, g1, g2)
+    slope = row[N] * g1[0]
+    for k in range(1, H):
+        slope += row[k * (N + 1) + N] * g1[k]
+    return slope
+
+
+@njit(cache=True, fastmath=_FAST)
+def _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias,
+                       theta, theta_bar, adam_m, adam_v, diag, H, activation, view, optimizer,
+                       actor, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size, eps_hat):
+    T, B, N = Vs.shape
+    dt = theta.dtype.type
+    zero = dt(0.0)
+    one = dt(1.0)
+    b1, w2 = H * (N + 1), H * (N + 2)
+    b2 = w2 + H * H
+    w3 = b2 + H
+    b3 = w3 + H
+    P = b3 + 1
+    t0, t1 = 0, T
+    if tau[n] >= 0:
+        t0 = tau[n]
+        t1 = t0 + 1
+    inv = one / dt((t1 - t0) * B)
+    row = theta[n]
+    rowb = theta_bar[n]
+    mrow = mask[n]
+    h1 = np.empty(H, dtype=theta.dtype)
+    h2 = np.empty(H, dtype=theta.dtype)
+    g1 = np.empty(H, dtype=theta.dtype)
+    g2 = np.empty(H, dtype=theta.dtype)
+    grad = np.zeros(P, dtype=theta.dtype)    # Σ δ ∂Q/∂θ, packed
+
+    # -- critic: TD errors and the semi-gradient ---------------------------------------------
+    sum_e = zero
+    sum_abs = zero
+    for t in range(t0, t1):
+        for b in range(B):
+            mu_next = dt(_sigma(yn[t, b, n], activation))
+            qbar = _forward_cpu(rowb, Vn[t, b], mrow, mu_next, N, H, view, h1, h2)
+            a = alphas[t, b, n]
+            q = _forward_cpu(row, Vs[t, b], mrow, a, N, H, view, h1, h2)
+            e = r[t, b] + cont[t, b] * qbar - q
+            sum_e += e
+            sum_abs += abs(e)
+            _backward_cpu(row, N, H, e, h1, h2, g1, g2)     # g = δ ∂Q/∂a
+            x = Vs[t, b]
+            for k in range(H):
+                gk = g1[k]
+                base = k * (N + 1)
+                if view == 0:
+                    for i in range(N):
+                        grad[base + i] += gk * x[i]
+                else:
+                    for i in range(N):
+                        if mrow[i] != 0:
+                            grad[base + i] += gk * x[i]
+                grad[base + N] += gk * a
+                grad[b1 + k] += gk
+            for k in range(H):
+                gk = g2[k]
+                base = w2 + k * H
+                for j in range(H):
+                    grad[base + j] += gk * h1[j]
+                grad[b2 + k] += gk
+                grad[w3 + k] += e * h2[k]
+            grad[b3] += e
+
+    omb1 = one - beta1
+    omb2 = one - beta2
+    for p in range(P):
+        _step_param(theta, adam_m, adam_v, n, p, grad[p] * inv, optimizer, lr_critic, beta1,
+                    omb1, beta2, omb2, step_size, eps_hat)
+
+    # -- actor, with the updated critic -----------------------------------------------------
+    klo, khi = col_lo[n], col_hi[n]
+    for m in range(klo, khi):
+        grad[m] = zero                          # reused: Σ s V[m], the row of K's step
+    sum_slope = zero
+    sum_s = zero
+    for t in range(t0, t1):
+        for b in range(B):
+            y = ys[t, b, n]
+            slope = _slope_cpu(row, Vs[t, b], mrow, dt(_sigma(y, activation)), N, H, view, h1,
+                               h2, g1, g2)
+            s = slope * dt(_sigma_grad(y, activation))
+            sum_slope += slope
+            sum_s += s
+            if actor:
+                for m in range(klo, khi):
+                    grad[m] += s * Vs[t, b, m]
+    if actor:
+        for m in range(klo, khi):
+            if mrow[m] != 0:
+                K[n, m] += lr_actor * (grad[m] * inv)
+        bias[n] += lr_actor * (sum_s * inv)
+
+    keep = one - tau_soft
+    for p in range(P):
+        rowb[p] = keep * rowb[p] + tau_soft * row[p]
+    diag[n, 0] = sum_e * inv
+    diag[n, 1] = sum_abs * inv
+    diag[n, 2] = sum_slope * inv
+
+
+def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
+                     theta_bar, adam_m, adam_v, diag, n_inputs, H, activation, view, optimizer,
+                     actor, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size, eps_hat):
+    N = Vs.shape[2]
+    for n in prange(N):
+        if n < n_inputs:
+            diag[n, 0] = 0.0
+            diag[n, 1] = 0.0
+            diag[n, 2] = 0.0
+        else:
+            _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K,
+                               bias, theta, theta_bar, adam_m, adam_v, diag, H, activation, view,
+                               optimizer, actor, lr_critic, lr_actor, tau_soft, beta1, beta2,
+                               step_size, eps_hat)
+
+
+_update_cpu_serial = _compiled(_update_cpu_body, "_update_mlp_cpu_serial")
+_update_cpu_parallel = _compiled(_update_cpu_body, "_update_mlp_cpu_parallel", parallel=True)
+
+
+def _slopes_cpu_body(V, y, mask, theta, out, n_inputs, H, activation, view):
+    B, N = V.shape
+    for n in prange(N):
+        if n < n_inputs:
+            for b in range(B):
+                out[b, n] = 0.0
+        else:
+            dt = theta.dtype.type
+            h1 = np.empty(H, dtype=theta.dtype)
+            h2 = np.empty(H, dtype=theta.dtype)
+            g1 = np.empty(H, dtype=theta.dtype)
+            g2 = np.empty(H, dtype=theta.dtype)
+            for b in range(B):
+                mu = dt(_sigma(y[b, n], activation))
+                out[b, n] = _slope_cpu(theta[n], V[b], mask[n], mu, N, H, view, h1, h2, g1, g2)
+
+
+_slopes_cpu_serial = _compiled(_slopes_cpu_body, "_slopes_mlp_cpu_serial")
+_slopes_cpu_parallel = _compiled(_slopes_cpu_body, "_slopes_mlp_cpu_parallel", parallel=True)
+
+# Below this many multiply-adds per call (a few ms of serial work) the parallel region's start,
+# join and imbalance over N neurons cost more than the split saves: measured on a 2-core machine,
+# 16 × 4 × 16 (causal, 1e5 multiply-adds) took 0.17 ms serial and 11 ms parallel, and parallel
+# did not pay off up to 5e8 there; with more idle cores the split pays earlier.
+PARALLEL_MIN_WORK = 1 << 22
+
+
+def _scalars(theta, cfg, step):
+    """The float scalars every compiled face takes, in the parameters' float type."""
+    step_size, eps_hat = cfg.adam_scalars(step)
+    ft = np.float32 if theta.dtype == np.float32 else np.float64
+    return tuple(ft(v) for v in (cfg.lr_critic, cfg.lr_actor, cfg.tau_soft, cfg.beta1, cfg.beta2,
+                                 step_size, eps_hat))
+
+
+def update_work(S, N, H):
+    """Multiply-adds of one update with S transitions per neuron (the module docstring's count)."""
+    return S * N * (4 * H * (N + 1) + 6 * H * H + N)
+
+
+def update_mlp_cpu(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
+                   theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step):
+    """Fused MLP-critic update on the CPU (arrays updated in place); returns ``diag``.
+
+    Same arguments as :func:`update_mlp_reference`; float32 (the library's dtype) or float64
+    arrays, all of one dtype. ``adam_m``/``adam_v`` None are allowed under SGD (a placeholder is
+    passed, never read or written).
+    """
+    T, B, N = Vs.shape
+    H = mlp_hidden(N, theta.shape[1])
+    if adam_m is None or adam_v is None:
+        adam_m = adam_v = theta
+    view, optimizer = cfg.codes
+    per_neuron = (T if int(np.min(tau, initial=0)) < 0 else 1) * B
+    kernel = (_update_cpu_parallel if update_work(per_neuron, N, H) >= PARALLEL_MIN_WORK
+              else _update_cpu_serial)
+    kernel(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta, theta_bar,
+           adam_m, adam_v, diag, int(n_inputs), H, int(activation), view, optimizer,
+           bool(cfg.actor), *_scalars(theta, cfg, step))
+    return diag
+
+
+def slopes_mlp_cpu(V, y, mask, theta, n_inputs, activation, view, out):
+    """:func:`slopes_mlp_reference` on the CPU, written into ``out (B, N)``; returns ``out``."""
+    B, N = V.shape
+    H = mlp_hidden(N, theta.shape[1])
+    kernel = (_slopes_cpu_parallel if B * N * (H * (N + 1) + 2 * H * H) >= PARALLEL_MIN_WORK
+              else _slopes_cpu_serial)
+    kernel(V, y, mask, theta, out, int(n_inputs), H, int(activation), VIEWS[view])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# cuda: numba.cuda.jit; one launch, one block per neuron
+# ---------------------------------------------------------------------------------------------
+#
+# Block n = MAX_HIDDEN × TILE_S threads owns neuron n's critic row, target row, Adam rows, row of
+# K and bias: no other block touches them, so __syncthreads() between phases is the only
+# synchronisation (no atomics). Thread (k, q) is hidden unit k of transition q of a tile of
+# TILE_S transitions; the hidden activations of the tile live in shared memory (TILE_S × 64).
+#   A. per tile: layer 1 of critic and target (a thread each: one dot product over N+1),
+#      layer 2 and w3·h2 (dot over H), Q and Q̄ by shared-memory tree sums over k, δ, then
+#      δ ∂Q/∂a2 and δ ∂Q/∂a1 (a column of W2); then the block's 256 threads stride over the
+#      P parameters and add the tile's Σ_q δ ∂Q/∂θ into the neuron's scratch row work[n]
+#      (coalesced along W1's rows, the tile's voltages read along m).
+#   B. threads over parameters: critic step (SGD/Adam), soft target update, scratch zeroed.
+#   C. per tile, the updated critic at α = μ: layers 1, 2, ∂Q/∂a2, ∂Q/∂a1, and the slope
+#      Σ_k W1[k, N] ∂Q/∂a1[k] by a tree sum; s = g σ'(y); threads over presynaptic m add
+#      Σ_q s V[m] into work[n, m].
+#   D. row of K, bias, diagnostics.
+# The tree sums run over MAX_HIDDEN (a power of two) with zeros past H. No warp shuffles (the
+# simulator has none); a tile costs about 22 barriers.
+
+@_cuda_device
+def _tree_sum(red, q, k):
+    """red[0, q, 0] = Σ_k red[0, q, k] and red[1, q, 0] likewise (all threads must call)."""
+    stride = MAX_HIDDEN // 2
+    while stride > 0:
+        if k < stride:
+            red[0, q, k] += red[0, q, k + stride]
+            red[1, q, k] += red[1, q, k + stride]
+        cuda.syncthreads()
+        stride //= 2
+
+
+@_cuda_device
+def _slope_tile(row, x, mrow, mu, live, k, q, N, H, view, h1s, g2s, red):
+    """∂Q/∂α at α = mu for transition q of a tile (every thread of the block must call).
+
+    Thread (k, q) computes unit k; returns the slope of its transition q (0 when not live).
+    """
+    if live and k < H:
+        h1s[q, k] = _unit1_cuda(row, x, mrow, mu, k, N, H, view)
+    cuda.syncthreads()
+    if live and k < H:
+        h2 = _unit2_cuda(row, h1s[q], k, N, H)
+        g = row[H * (N + 3) + H * H + k]
+        g2s[q, k] = g - h2 * h2 * g
+    cuda.syncthreads()
+    v = float32(0.0)
+    if live and k < H:
+        v = row[k * (N + 1) + N] * _unit_back_cuda(row, g2s[q], h1s[q, k], k, N, H)
+    red[0, q, k] = v
+    red[1, q, k] = float32(0.0)
+    cuda.syncthreads()
+    _tree_sum(red, q, k)
+    return red[0, q, 0]
+
+
+@_cuda_jit
+def _update_kernel(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
+                   theta_bar, adam_m, adam_v, diag, work, n_inputs, activation, H, view,
+                   optimizer, actor, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size,
+                   eps_hat):
+    h1s = cuda.shared.array(HS_SHAPE, float32)
+    h2s = cuda.shared.array(HS_SHAPE, float32)
+    g1s = cuda.shared.array(HS_SHAPE, float32)
+    g2s = cuda.shared.array(HS_SHAPE, float32)
+    red = cuda.shared.array(RED_SHAPE, float32)
+    sc = cuda.shared.array(SC_SHAPE, float32)
+    ix = cuda.shared.array(IX_SHAPE, int32)
+    n = cuda.blockIdx.x
+    k = cuda.threadIdx.x
+    q = cuda.threadIdx.y
+    tid = q * MAX_HIDDEN + k
+    T = Vs.shape[0]
+    B = Vs.shape[1]
+    N = Vs.shape[2]
+    zero = float32(0.0)
+    one = float32(1.0)
+    if n < n_inputs:  # sensors are not agents (uniform over the block: no barrier skipped)
+        if tid < 3:
+            diag[n, tid] = zero
+        return
+    b1 = H * (N + 1)
+    w2 = b1 + H
+    b2 = w2 + H * H
+    w3 = b2 + H
+    b3 = w3 + H
+    P = b3 + 1
+    t0 = 0
+    t1 = T
+    if tau[n] >= 0:
+        t0 = tau[n]
+        t1 = t0 + 1
+    count = (t1 - t0) * B
+    inv = one / float32(count)
+    row = theta[n]
+    rowb = theta_bar[n]
+    mrow = mask[n]
+    wrk = work[n]
+    for p in range(tid, P, NTHREADS):  # each thread zeroes the entries it will accumulate
+        wrk[p] = zero
+    s_e = zero      # diagnostics, summed by thread 0
+    s_abs = zero
+    s_slope = zero
+    s_s = zero
+
+    # -- A. TD errors and Σ δ ∂Q/∂θ, a tile of TILE_S transitions at a time -------------------
+    for j0 in range(0, count, TILE_S):
+        j = j0 + q
+        live = j < count
+        tt = t0
+        bb = 0
+        if live:
+            tt = t0 + j // B
+            bb = j - (j // B) * B
+        if k == 0:
+            ix[0, q] = tt
+            ix[1, q] = bb
+            sc[1, q] = alphas[tt, bb, n] if live else zero
+        if live and k < H:
+            mu_next = activate_cuda(yn[tt, bb, n], activation)
+            h1s[q, k] = _unit1_cuda(row, Vs[tt, bb], mrow, alphas[tt, bb, n], k, N, H, view)
+            g1s[q, k] = _unit1_cuda(rowb, Vn[tt, bb], mrow, mu_next, k, N, H, view)  # target h1
+        cuda.syncthreads()
+        qv = zero
+        qb = zero
+        if live and k < H:
+            h2 = _unit2_cuda(row, h1s[q], k, N, H)
+            h2s[q, k] = h2
+            qv = row[w3 + k] * h2
+            qb = rowb[w3 + k] * _unit2_cuda(rowb, g1s[q], k, N, H)
+        red[0, q, k] = qv
+        red[1, q, k] = qb
+        cuda.syncthreads()
+        _tree_sum(red, q, k)
+        e = zero
+        if live:
+            e = r[tt, bb] + cont[tt, bb] * (red[1, q, 0] + rowb[b3]) - (red[0, q, 0] + row[b3])
+        if k < H:
+            g = e * row[w3 + k]
+            h2 = h2s[q, k] if live else zero
+            g2s[q, k] = g - h2 * h2 * g                       # δ ∂Q/∂a2
+        if k == 0:
+            sc[0, q] = e
+        cuda.syncthreads()
+        if k < H:
+            g1s[q, k] = _unit_back_cuda(row, g2s[q], h1s[q, k], k, N, H) if live else zero
+        cuda.syncthreads()
+        n_live = min(TILE_S, count - j0)
+        for p in range(tid, P, NTHREADS):
+            acc = zero
+            if p < b1:                                        # W1[kk, i]
+                kk = p // (N + 1)
+                i = p - kk * (N + 1)
+                if i == N:
+                    for qq in range(n_live):
+                        acc += g1s[qq, kk] * sc[1, qq]
+                elif view == 0 or mrow[i] != 0:
+                    for qq in range(n_live):
+                        acc += g1s[qq, kk] * Vs[ix[0, qq], ix[1, qq], i]
+            elif p < w2:                                      # b1
+                for qq in range(n_live):
+                    acc += g1s[qq, p - b1]
+            elif p < b2:                                      # W2[kk, jj]
+                kk = (p - w2) // H
+                jj = p - w2 - kk * H
+                for qq in range(n_live):
+                    acc += g2s[qq, kk] * h1s[qq, jj]
+            elif p < w3:                                      # b2
+                for qq in range(n_live):
+                    acc += g2s[qq, p - b2]
+            elif p < b3:                                      # w3
+                for qq in range(n_live):
+                    acc += sc[0, qq] * h2s[qq, p - w3]
+            else:                                             # b3
+                for qq in range(n_live):
+                    acc += sc[0, qq]
+            wrk[p] += acc
+        if tid == 0:
+            for qq in range(n_live):
+                s_e += sc[0, qq]
+                s_abs += abs(sc[0, qq])
+        cuda.syncthreads()
+
+    # -- B. critic step and soft target update, threads over parameters --------------------
+    omb1 = one - beta1
+    omb2 = one - beta2
+    keep = one - tau_soft
+    for p in range(tid, P, NTHREADS):
+        _step_param_cuda(theta, adam_m, adam_v, n, p, wrk[p] * inv, optimizer, lr_critic, beta1,
+                         omb1, beta2, omb2, step_size, eps_hat)
+        rowb[p] = keep * rowb[p] + tau_soft * row[p]
+        wrk[p] = zero
+    cuda.syncthreads()
+
+    # -- C. slopes of the updated critic, Σ s V[m] for the row of K ------------------------
+    klo = col_lo[n]
+    khi = col_hi[n]
+    for j0 in range(0, count, TILE_S):
+        j = j0 + q
+        live = j < count
+        tt = t0
+        bb = 0
+        if live:
+            tt = t0 + j // B
+            bb = j - (j // B) * B
+        y = ys[tt, bb, n]
+        slope = _slope_tile(row, Vs[tt, bb], mrow, activate_cuda(y, activation), live, k, q, N,
+                            H, view, h1s, g2s, red)
+        if k == 0:
+            ix[0, q] = tt
+            ix[1, q] = bb
+            sc[0, q] = slope * activate_grad_cuda(y, activation) if live else zero
+            sc[2, q] = slope if live else zero
+        cuda.syncthreads()
+        n_live = min(TILE_S, count - j0)
+        if tid == 0:
+            for qq in range(n_live):
+                s_s += sc[0, qq]
+                s_slope += sc[2, qq]
+        if actor:
+            for m in range(klo + tid, khi, NTHREADS):
+                if mrow[m] != 0:
+                    acc = zero
+                    for qq in range(n_live):
+                        acc += sc[0, qq] * Vs[ix[0, qq], ix[1, qq], m]
+                    wrk[m] += acc
+        cuda.syncthreads()
+
+    # -- D. row of K, bias, diagnostics ----------------------------------------------------
+    if actor:
+        for m in range(klo + tid, khi, NTHREADS):
+            if mrow[m] != 0:
+                K[n, m] += lr_actor * (wrk[m] * inv)
+    if tid == 0:
+        if actor:
+            bias[n] += lr_actor * (s_s * inv)
+        diag[n, 0] = s_e * inv
+        diag[n, 1] = s_abs * inv
+        diag[n, 2] = s_slope * inv
+
+
+@_cuda_jit
+def _slopes_kernel(V, y, mask, theta, out, n_inputs, activation, H, view):
+    h1s = cuda.shared.array(HS_SHAPE, float32)
+    g2s = cuda.shared.array(HS_SHAPE, float32)
+    red = cuda.shared.array(RED_SHAPE, float32)
+    n = cuda.blockIdx.x
+    k = cuda.threadIdx.x
+    q = cuda.threadIdx.y
+    B = V.shape[0]
+    N = V.shape[1]
+    if n < n_inputs:
+        for b in range(q * MAX_HIDDEN + k, B, NTHREADS):
+            out[b, n] = float32(0.0)
+        return
+    for j0 in range(0, B, TILE_S):
+        b = j0 + q
+        live = b < B
+        bb = b if live else 0
+        slope = _slope_tile(theta[n], V[bb], mask[n], activate_cuda(y[bb, n], activation), live,
+                            k, q, N, H, view, h1s, g2s, red)
+        if live and k == 0:
+            out[b, n] = slope
+        cuda.syncthreads()
+
+
+def _check_hidden_cuda(H):
+    if H > MAX_HIDDEN:
+        raise ConfigError(f"update_mlp cuda face: hidden size H = {H} exceeds MAX_HIDDEN = "
+                          f"{MAX_HIDDEN} (one thread and one shared-memory slot per hidden unit); "
+                          "use H <= MAX_HIDDEN or the cpu face")
+
+
+def _xp_of(a):
+    if isinstance(a, np.ndarray):
+        return np
+    import cupy
+    return cupy
+
+
+def update_mlp_cuda(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
+                    theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step, work=None,
+                    stream=0):
+    """Fused MLP-critic update on the GPU (CuPy arrays; NumPy arrays in the simulator), float32.
+
+    Same arguments as :func:`update_mlp_reference`, all on the device (``tau``, ``col_lo``,
+    ``col_hi`` too). One launch of N blocks × (MAX_HIDDEN × TILE_S) threads; needs
+    H ≤ MAX_HIDDEN. ``work``: an optional float32 scratch ``(N, P)`` (allocated here when None;
+    pass one to keep the call free of allocations, e.g. under CUDA-graph capture). Its content
+    on entry does not matter.
+    """
+    T, B, N = Vs.shape
+    H = mlp_hidden(N, theta.shape[1])
+    _check_hidden_cuda(H)
+    if adam_m is None or adam_v is None:
+        adam_m = adam_v = theta
+    if work is None:
+        work = _xp_of(theta).empty(theta.shape, dtype=np.float32)
+    elif tuple(work.shape) != tuple(theta.shape):
+        raise ConfigError(f"update_mlp_cuda: work has shape {tuple(work.shape)}, expected "
+                          f"{tuple(theta.shape)} (the shape of theta)")
+    view, optimizer = cfg.codes
+    _update_kernel[(max(1, N),), (MAX_HIDDEN, TILE_S), stream](
+        Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta, theta_bar,
+        adam_m, adam_v, diag, work, np.int32(n_inputs), np.int32(activation), np.int32(H),
+        np.int32(view), np.int32(optimizer), bool(cfg.actor), *_scalars(theta, cfg, step))
+    return diag
+
+
+def slopes_mlp_cuda(V, y, mask, theta, n_inputs, activation, view, out, stream=0):
+    """:func:`slopes_mlp_reference` on the GPU, float32, written into ``out (B, N)``."""
+    B, N = V.shape
+    H = mlp_hidden(N, theta.shape[1])
+    _check_hidden_cuda(H)
+    _slopes_kernel[(max(1, N),), (MAX_HIDDEN, TILE_S), stream](
+        V, y, mask, theta, out, np.int32(n_inputs), np.int32(activation), np.int32(H),
+        np.int32(VIEWS[view]))
+    return out
+
+
+FACES = {"numpy": update_mlp_reference, "cpu": update_mlp_cpu, "cuda": update_mlp_cuda}
+"""The update face each backend runs (:mod:`leaky.backend` names)."""
+SLOPE_FACES = {"numpy": slopes_mlp_reference, "cpu": slopes_mlp_cpu, "cuda": slopes_mlp_cuda}
+
+# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
+_F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
+CUDA_KERNELS = [
+    (_update_kernel, [f"void({_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F2}, {_F2}, {_I1}, {_F2}, "
+                      f"{_I1}, {_I1}, {_F2}, {_F1}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, "
+                      f"int32, int32, int32, int32, int32, boolean, float32, float32, float32, "
+                      f"float32, float32, float32, float32)"]),
+    (_slopes_kernel, [f"void({_F2}, {_F2}, {_F2}, {_F2}, {_F2}, int32, int32, int32, int32)"]),
+]
