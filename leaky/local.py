@@ -73,6 +73,9 @@ class LocalConfig:
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected one of {list(allowed)}")
         self.value_config()  # validates the value options
+        if self.family == "mlp" and self.baseline == "dopamine":
+            raise ConfigError("LocalConfig: family='mlp' has its own critics only; expected baseline='own' "
+                              "(the dopamine baseline is for the advantage and linear families)")
         for name in ("noise_std",):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected > 0")
@@ -108,16 +111,20 @@ class LocalLearner(OnlineLearner):
         if cfg.family == "mlp":
             from leaky.kernels import update_mlp as um
 
-            self._mlp = um
-            self.critic = um.init_mlp_critics(N, cfg.mlp_hidden, cfg.seed, backend=be)
+            critics = um.init_mlp_critics(N, cfg.mlp_hidden, cfg.seed)
+            self.theta, self.theta_bar, self.adam_m, self.adam_v = (
+                be.asarray(a) for a in (critics.theta, critics.theta_bar, critics.adam_m, critics.adam_v))
+            self.ucfg = um.MLPUpdateConfig(view=cfg.view, optimizer=cfg.optimizer, lr_critic=cfg.lr_critic,
+                                           lr_actor=cfg.lr_actor, tau_soft=cfg.tau_soft)
+            self.face = um.FACES[be.name]
         else:
             width = ul.critic_layout(N).width
             self.theta = be.zeros((N, width))
             self.theta_bar = be.zeros((N, width))
             self.adam_m = be.zeros((N, width))
             self.adam_v = be.zeros((N, width))
+            self.face = ul.FACES[be.name]
         self.diag = be.zeros((N, 3))
-        self.face = ul.FACES[be.name]
         self.value = SharedValue(cfg.value_config(), net, cfg.seed) if cfg.baseline == "dopamine" else None
         self.buffer = _TransitionBuffer(cfg.replay_size, net) if cfg.data == "replay" else None
 
@@ -143,13 +150,14 @@ class LocalLearner(OnlineLearner):
         if self.value is not None:
             delta = self.value.td(tr.V, tr.V_next, reward, tr.cont)
         self.adam_step += 1
-        if cfg.family == "mlp":
-            self._mlp.update_mlp(self.net, self.critic, tr, delta, self.tau, self.ucfg, self.adam_step, self.diag)
+        args = (tr.V, tr.y, tr.alpha, tr.V_next, tr.y_next, tr.reward, tr.cont)
+        params = (self.tau, net.mask, self.col_lo, self.col_hi, net.K, net.b, self.theta, self.theta_bar,
+                  self.adam_m, self.adam_v, self.diag, net.config.n_inputs, self.activation, self.ucfg,
+                  self.adam_step)
+        if cfg.family == "mlp":        # no dopamine variant: each neuron's own MLP critic
+            self.face(*args, *params)
         else:
-            self.face(tr.V, tr.y, tr.alpha, tr.V_next, tr.y_next, tr.reward, tr.cont, delta, self.tau,
-                      net.mask, self.col_lo, self.col_hi, net.K, net.b, self.theta, self.theta_bar,
-                      self.adam_m, self.adam_v, self.diag, net.config.n_inputs, self.activation,
-                      self.ucfg, self.adam_step)
+            self.face(*args, delta, *params)
         agents = slice(net.config.n_inputs, net.n_neurons)
         d = self.diag[agents]
         return {"td_error": float(d[:, 1].mean()), "slope": float(self.xp.abs(d[:, 2]).mean())}
@@ -157,12 +165,8 @@ class LocalLearner(OnlineLearner):
     # -- checkpoints ------------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        state = {**super().state_dict(), "adam_step": self.adam_step}
-        if self.cfg.family == "mlp":
-            state["critic"] = {k: v for k, v in vars(self.critic).items()} if hasattr(self.critic, "__dict__") \
-                else dict(self.critic)
-        else:
-            state.update(theta=self.theta, theta_bar=self.theta_bar, adam_m=self.adam_m, adam_v=self.adam_v)
+        state = {**super().state_dict(), "adam_step": self.adam_step, "theta": self.theta,
+                 "theta_bar": self.theta_bar, "adam_m": self.adam_m, "adam_v": self.adam_v}
         if self.value is not None:
             state["value"] = self.value.state_dict()
         return state
@@ -171,21 +175,10 @@ class LocalLearner(OnlineLearner):
         super().load_state_dict(state)
         be = self.net.backend
         self.adam_step = int(state["adam_step"])
-        if self.cfg.family == "mlp":
-            for k, v in state["critic"].items():
-                _set(self.critic, k, be.asarray(v))
-        else:
-            for k in ("theta", "theta_bar", "adam_m", "adam_v"):
-                setattr(self, k, be.asarray(state[k]))
+        for k in ("theta", "theta_bar", "adam_m", "adam_v"):
+            setattr(self, k, be.asarray(state[k]))
         if self.value is not None:
             self.value.load_state_dict(state["value"])
-
-
-def _set(obj, key, value):
-    if isinstance(obj, dict):
-        obj[key] = value
-    else:
-        setattr(obj, key, value)
 
 
 class _TransitionBuffer:
