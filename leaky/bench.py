@@ -1,22 +1,44 @@
-"""``leaky bench``: kernel microbenchmarks with measured ceilings, side by side in one run.
+"""``leaky bench``: kernel and learner benchmarks with measured ceilings, side by side in one run.
 
-Every row is a median over repeats after warm-up, with achieved GFLOP/s and GB/s from the
-stated counts, and a ratio against a ceiling measured in the same run on the same shape:
+Sub-suites (``leaky bench SUITE …``; default ``ceiling step``):
 
-* ``step``: each face of the fused step (``cpu``; ``cuda`` when a GPU is present; the float64
-  ``reference`` at small sizes) against the composed alternative (GEMM + elementwise on NumPy,
-  or CuPy/cuBLAS) and against bare SGEMM of the same shape (``ℓ`` GEMMs ``(B, N) × (N, N)``),
-  the ceiling no fused step can beat on the CPU. Results are checked against the float64
-  reference before they are timed.
-* ``ceiling``: large SGEMM GFLOP/s and memory-copy GB/s of the machine (NumPy; CuPy on a GPU).
+* ``step``: each face of the fused step (``cpu`` with the schedule it picks, and serially when
+  that is parallel; ``cuda`` when a GPU is present; the float64 ``reference`` at small sizes)
+  against the composed alternative (GEMM + elementwise, ``step_composed`` on NumPy or CuPy) and
+  against bare SGEMM of the same shape (``ℓ`` GEMMs ``(B, N) × (N, N)``), the ceiling no fused
+  step can beat on the CPU; layered networks also against the per-layer GEMMs of their blocks.
+* ``update``: each face of the fused local update (``kernels/update_local.py``, advantage
+  critics, Adam, causal clock) against the same update composed from NumPy GEMMs
+  (:func:`update_local_composed`).
+* ``train``: one whole learner update, the local learner against DDPG on the same dense
+  network with the DDPG critic sized for an equal trainable-parameter count, in samples/s.
+* ``ceiling``: the machine's SGEMM GFLOP/s (n = 2048) and memory-copy GB/s (NumPy; CuPy too
+  on a GPU).
+* ``trace``: what writing a trace costs (``leaky.bench_trace``), when that module is present.
 
-FLOPs of a step: ``2·ℓ·B·nnz(K)`` (multiply-add = 2). Bytes: K read once, V0/u/ξ read,
-the cache ``(3ℓ+1)·B·N`` written, all float32.
+**Counts.** A multiply-add is 2 FLOPs; bytes are float32 values that must cross memory once.
+Step: ``2·ℓ·B·nnz(K)`` FLOPs; bytes K once, V0/u/ξ read, the cache ``(3ℓ+1)·B·N`` written.
+Local update (advantage, view all, causal clock: S = B transitions per neuron): per agent
+neuron and transition ``6N + nnz_n`` multiply-adds (w·x, p·x, w̄·x', the w and p gradients,
+the slope with the updated p, the row of K); bytes the five (ℓ, B, N) transition arrays read,
+the four (N, 2N+3) critic arrays and K read and written. DDPG update: ``4·ℓ·B·nnz(K)`` for
+the actor (two forward passes, one backward with two GEMMs per step) plus five critic passes.
+
+**Timing.** Every row is checked against the float64 reference (or, for ``train``, the same
+learner on the ``numpy`` backend) before it is timed. Host: the median of 7 samples after 2
+warm-up calls, each sample at least 20 ms of back-to-back calls. GPU: ``cupyx.profiler.
+benchmark`` (CUDA events), the median over 50 calls after 5 warm-up calls.
+
+**Ceilings.** ``ceiling_fraction`` = ceiling time / row time. ``step``: SGEMM of the same shape
+(per-layer block GEMMs for a layered network), measured in the same run. ``update`` and
+``train``: the roofline ``max(FLOPs / R_gemm, bytes / R_copy)`` with R_gemm the GFLOP/s of an
+SGEMM ``(S, N) × (N, N)`` and R_copy the copy GB/s, both measured in the same run.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 import sys
@@ -30,6 +52,13 @@ from leaky.backend import gpu_available
 
 DEFAULT_GRID = [(B, N, ell) for N in (64, 256, 1024) for B in (1, 16, 256, 1024) for ell in (1, 3)]
 QUICK_GRID = [(1, 32, 1), (8, 64, 2), (64, 128, 3)]
+LAYERED_GRID = [(256, (3, 64, 64, 1)), (256, (3, 256, 256, 1)), (1024, (3, 256, 256, 1))]
+QUICK_LAYERED_GRID = [(16, (3, 24, 24, 1))]
+UPDATE_GRID = [(64, 64, 2), (256, 256, 2), (1024, 256, 2)]   # (N, B, ℓ)
+QUICK_UPDATE_GRID = [(32, 16, 2)]
+TRAIN_GRID = [(64, 256, 2), (256, 256, 2)]                   # (N, B, ℓ); the target: N = 256
+QUICK_TRAIN_GRID = [(32, 32, 2)]
+TRAIN_TARGET = 3.0   # local samples/s over DDPG's at dense N = 256, B = 256, ℓ = 2
 
 
 @dataclass
@@ -43,10 +72,25 @@ class Row:
     seconds: float
     gflops: float
     gbps: float
-    ceiling_fraction: float | None = None   # SGEMM-of-the-same-shape time / this time
+    ceiling_fraction: float | None = None   # ceiling time / this time
     vs_composed: float | None = None        # composed time / this time (speed-up)
     note: str = ""
+    flops: float = 0.0                      # the counts the rates come from
+    bytes: float = 0.0
+    samples_per_s: float | None = None      # train: transitions learned per second
+    vs_baseline: float | None = None        # train: DDPG time / this time
 
+
+def _row(suite, kernel, backend, B, N, ell, t, flops, nbytes, ceiling=None, composed=None,
+         note="", **extra) -> Row:
+    return Row(suite, kernel, backend, B, N, ell, t, flops / t / 1e9, nbytes / t / 1e9,
+               None if ceiling is None else ceiling / t, None if composed is None else composed / t,
+               note, flops, nbytes, **extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# timing
+# ---------------------------------------------------------------------------------------------
 
 def time_host(fn: Callable[[], object], repeats: int = 7, warmup: int = 2, min_time: float = 0.02) -> float:
     """Median seconds per call of ``fn`` on the host clock (CPU work only).
@@ -76,71 +120,147 @@ def time_gpu(fn: Callable[[], object], repeats: int = 50, warmup: int = 5) -> fl
     return float(np.median(result.gpu_times[0]))
 
 
-def _step_inputs(B, N, ell, seed=0):
-    from leaky.config import NetworkConfig
-
-    rng = np.random.default_rng(seed)
-    n_in, n_out = min(3, N - 1), 1
-    cfg = NetworkConfig(n_neurons=N, n_inputs=n_in, n_outputs=n_out, delay=ell, leak=0.5, seed=seed)
-    V0 = rng.standard_normal((B, N)).astype(np.float32)
-    obs = rng.standard_normal((B, n_in)).astype(np.float32)
-    xi = (0.1 * rng.standard_normal((ell, B, N))).astype(np.float32)
-    return cfg, V0, obs, xi
+_COPY_RATE: dict[str, float] = {}
 
 
-def _check(got, want, N, what):
-    tol = 2e-5 * max(1.0, N / 64)
-    for g, w, name in zip(got, want, ("V", "z", "y", "alpha")):
+def copy_rate(repeats: int = 5) -> float:
+    """Host memory-copy bytes/s (64 Mi float32 read + written), measured once per process."""
+    if "host" not in _COPY_RATE:
+        src = np.ones(64 << 20, np.float32)
+        dst = np.empty_like(src)
+        _COPY_RATE["host"] = 2.0 * src.nbytes / time_host(lambda: np.copyto(dst, src), repeats)
+    return _COPY_RATE["host"]
+
+
+def sgemm_rate(M: int, N: int, repeats: int = 7) -> float:
+    """FLOP/s of NumPy's SGEMM ``(M, N) × (N, N)`` (the transposed-K shape of every kernel)."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((M, N)).astype(np.float32)
+    b = rng.standard_normal((N, N)).astype(np.float32)
+    return 2.0 * M * N * N / time_host(lambda: a @ b, repeats)
+
+
+# ---------------------------------------------------------------------------------------------
+# checks against the reference
+# ---------------------------------------------------------------------------------------------
+
+def _check(got, want, N, what, names=("V", "z", "y", "alpha"), tol=None):
+    """Raise unless every ``got`` array is within ``tol`` (relative to the largest |want|)."""
+    tol = 2e-5 * max(1.0, N / 64) if tol is None else tol
+    for g, w, name in zip(got, want, names):
         g = np.asarray(g.get() if hasattr(g, "get") else g, dtype=np.float64)
         err = np.abs(g - w).max() / max(1.0, np.abs(w).max())
         if not err <= tol:
             raise AssertionError(f"bench {what}: {name} differs from the reference by {err:.2e} > {tol:.1e}")
 
 
-def bench_step(grid=None, repeats: int = 7, reference_max_work: int = 1 << 22) -> list[Row]:
-    """Rows for every face of the fused step over ``grid`` of (B, N, ℓ)."""
+# ---------------------------------------------------------------------------------------------
+# step
+# ---------------------------------------------------------------------------------------------
+
+def _step_inputs(B, N, ell, seed=0, sizes=None):
+    from leaky.config import NetworkConfig
+
+    rng = np.random.default_rng(seed)
+    if sizes is not None:
+        cfg = NetworkConfig.layered(sizes, seed=seed)
+        N, ell = cfg.n_neurons, cfg.delay
+    else:
+        n_in = min(3, N - 1)
+        cfg = NetworkConfig(n_neurons=N, n_inputs=n_in, n_outputs=1, delay=ell, leak=0.5, seed=seed)
+    V0 = rng.standard_normal((B, N)).astype(np.float32)
+    obs = rng.standard_normal((B, cfg.n_inputs)).astype(np.float32)
+    xi = (0.1 * rng.standard_normal((ell, B, N))).astype(np.float32)
+    return cfg, V0, obs, xi
+
+
+def step_counts(cfg, B, nnz):
+    """(FLOPs, bytes) of one fused step call."""
+    N, ell, n_in = cfg.n_neurons, cfg.delay, cfg.n_inputs
+    flops = 2.0 * ell * B * nnz
+    nbytes = 4.0 * (N * N + B * N + B * n_in + ell * B * N + (3 * ell + 1) * B * N)
+    return flops, nbytes
+
+
+def bench_step(grid=None, repeats: int = 7, reference_max_work: int = 1 << 22,
+               layered_grid=None) -> list[Row]:
+    """Rows for every face of the fused step over ``grid`` of (B, N, ℓ), and layered networks
+    over ``layered_grid`` of (B, sizes)."""
+    cases = [(B, N, ell, None) for B, N, ell in (DEFAULT_GRID if grid is None else grid)]
+    cases += [(B, 0, 0, sizes) for B, sizes in (LAYERED_GRID if layered_grid is None else layered_grid)]
+    rows: list[Row] = []
+    for B, N, ell, sizes in cases:
+        rows.extend(_bench_step_case(B, N, ell, sizes, repeats, reference_max_work))
+    return rows
+
+
+def _bench_step_case(B, N, ell, sizes, repeats, reference_max_work) -> list[Row]:
     from leaky.kernels import step as sk
     from leaky.network import Network
 
+    cfg, V0, obs, xi = _step_inputs(B, N, ell, sizes=sizes)
+    N, ell = cfg.n_neurons, cfg.delay
+    net = Network(cfg, backend="cpu")
+    flags = (cfg.n_inputs, 0, 0, cfg.kappa, False)
+    nnz = sk.presynaptic_count(net.col_lo, net.col_hi)
+    flops, nbytes = step_counts(cfg, B, nnz)
+    K, b, leak, lo, hi = net.K, net.b, net.leak, net.col_lo, net.col_hi
+    u = obs  # identity encoder
+    want = sk.step_reference(V0, u, K, b, leak, xi, lo, hi, *flags)
+
+    out = tuple(np.empty(s, np.float32) for s in [(ell + 1, B, N)] + [(ell, B, N)] * 3)
+    schedule = sk.cpu_schedule(B, ell, nnz)[0]
+    faces = {schedule: lambda: sk.step_cpu(V0, u, K, b, leak, xi, lo, hi, *flags, out=out, nnz=nnz)}
+    if schedule != "serial":
+        faces["serial"] = lambda: sk.step_cpu(V0, u, K, b, leak, xi, lo, hi, *flags, out=out, nnz=nnz,
+                                              schedule="serial")
+    for name, fn in faces.items():
+        _check(fn(), want, N, f"step cpu ({name})")
+    comp = lambda: sk.step_composed(np, V0, u, K, b, leak, xi, *flags)  # noqa: E731
+    _check(comp(), want, N, "step composed")
+    Kt = np.ascontiguousarray(K.T)
+    gemm = lambda: [V0 @ Kt for _ in range(ell)]  # noqa: E731
+    blocks = _layer_blocks(net) if sizes is not None else None
+
+    t_gemm = time_host(gemm, repeats)
+    t_comp = time_host(comp, repeats)
+    t_faces = {name: time_host(fn, repeats) for name, fn in faces.items()}
     rows = []
-    on_gpu = gpu_available()
-    for B, N, ell in grid or DEFAULT_GRID:
-        cfg, V0, obs, xi = _step_inputs(B, N, ell)
-        net = Network(cfg, backend="cpu")
-        flags = (cfg.n_inputs, 0, 0, cfg.kappa, False)
-        nnz = int(np.sum(net.col_hi - net.col_lo))
-        flops = 2.0 * ell * B * nnz
-        nbytes = 4.0 * (N * N + B * N + B * cfg.n_inputs + ell * B * N + (3 * ell + 1) * B * N)
-        K, b, leak = net.K, net.b, net.leak
-        u = obs  # identity encoder
-        want = sk.step_reference(V0, u, K, b, leak, xi, net.col_lo, net.col_hi, *flags)
+    kind = "dense" if sizes is None else f"layered {list(sizes)}"
 
-        out = tuple(np.empty(s, np.float32) for s in [(ell + 1, B, N)] + [(ell, B, N)] * 3)
-        cpu = lambda: sk.step_cpu(V0, u, K, b, leak, xi, net.col_lo, net.col_hi, *flags, out=out)
-        _check(cpu(), want, N, "step cpu")
-        comp = lambda: sk.step_composed(np, V0, u, K, b, leak, xi, *flags)
-        _check(comp(), want, N, "step composed")
-        Kt = np.ascontiguousarray(K.T)
-        gemm = lambda: [V0 @ Kt for _ in range(ell)]
+    def row(kernel, backend, t, note="", ceiling=None, composed=None):
+        rows.append(_row("step", kernel, backend, B, N, ell, t, flops, nbytes, ceiling, composed, note))
 
-        t_gemm = time_host(gemm, repeats)
-        t_comp = time_host(comp, repeats)
-        t_cpu = time_host(cpu, repeats)
-
-        def row(kernel, backend, t, note="", ceiling=None, composed=None):
-            rows.append(Row("step", kernel, backend, B, N, ell, t, flops / t / 1e9, nbytes / t / 1e9,
-                            None if ceiling is None else ceiling / t,
-                            None if composed is None else composed / t, note))
-
+    t_ceil = t_gemm
+    if blocks is not None:
+        Vb = [np.ascontiguousarray(V0[:, c0:c1]) for _, _, c0, c1 in blocks]
+        Kb = [np.ascontiguousarray(K[r0:r1, c0:c1].T) for r0, r1, c0, c1 in blocks]
+        t_ceil = time_host(lambda: [v @ k for _ in range(ell) for v, k in zip(Vb, Kb)], repeats)
+        row("sgemm blocks", "numpy", t_ceil, f"{ell} x per-layer GEMMs of the mask blocks", t_ceil)
+        row("sgemm dense", "numpy", t_gemm, f"{ell} x ({B},{N})x({N},{N}), zeros included", t_ceil)
+    else:
         row("sgemm (ceiling)", "numpy", t_gemm, f"{ell} x ({B},{N})x({N},{N})", t_gemm)
-        row("composed", "numpy", t_comp, "GEMM + elementwise", t_gemm, t_comp)
-        row("fused", "cpu", t_cpu, "numba.njit", t_gemm, t_comp)
-        if ell * B * N * N <= reference_max_work:
-            ref = lambda: sk.step_reference(V0, u, K, b, leak, xi, net.col_lo, net.col_hi, *flags)
-            row("reference", "numpy", time_host(ref, repeats), "float64", t_gemm, t_comp)
-        if on_gpu:
-            rows.extend(_bench_step_gpu(cfg, net, V0, u, xi, want, flags, flops, nbytes))
+    row("composed", "numpy", t_comp, f"GEMM + elementwise, {kind}", t_ceil, t_comp)
+    for name, t in t_faces.items():
+        row("fused", "cpu", t, f"numba.njit, schedule {name}, {kind}", t_ceil, t_comp)
+    if ell * B * N * N <= reference_max_work:
+        ref = lambda: sk.step_reference(V0, u, K, b, leak, xi, lo, hi, *flags)  # noqa: E731
+        row("reference", "numpy", time_host(ref, repeats), "float64", t_ceil, t_comp)
+    if gpu_available():
+        rows.extend(_bench_step_gpu(cfg, net, V0, u, xi, want, flags, flops, nbytes))
     return rows
+
+
+def _layer_blocks(net):
+    """``(row_lo, row_hi, col_lo, col_hi)`` of each run of rows with one presynaptic range."""
+    lo, hi = net.col_lo, net.col_hi
+    blocks, start = [], 0
+    for n in range(1, len(lo) + 1):
+        if n == len(lo) or lo[n] != lo[start] or hi[n] != hi[start]:
+            if hi[start] > lo[start]:
+                blocks.append((start, n, int(lo[start]), int(hi[start])))
+            start = n
+    return blocks
 
 
 def _bench_step_gpu(cfg, net, V0, u, xi, want, flags, flops, nbytes) -> list[Row]:
@@ -153,18 +273,333 @@ def _bench_step_gpu(cfg, net, V0, u, xi, want, flags, flops, nbytes) -> list[Row
     tlo, thi = (cp.asarray(a) for a in sk.tile_ranges(net.col_lo, net.col_hi))
     out = tuple(cp.empty(s, cp.float32) for s in [(ell + 1, B, N)] + [(ell, B, N)] * 3)
     args = (d["V0"], d["u"], d["K"], d["b"], d["leak"], d["xi"])
-    fused = lambda: sk.step_cuda(*args, tlo, thi, *flags, out=out)
+    fused = lambda: sk.step_cuda(*args, tlo, thi, *flags, out=out)  # noqa: E731
     _check(fused(), want, N, "step cuda")
-    comp = lambda: sk.step_composed(cp, *args, *flags)
+    comp = lambda: sk.step_composed(cp, *args, *flags)  # noqa: E731
     _check(comp(), want, N, "step cupy composed")
     Kt = cp.ascontiguousarray(d["K"].T)
-    gemm = lambda: [d["V0"] @ Kt for _ in range(ell)]
+    gemm = lambda: [d["V0"] @ Kt for _ in range(ell)]  # noqa: E731
     t_gemm, t_comp, t_fused = time_gpu(gemm), time_gpu(comp), time_gpu(fused)
-    mk = lambda k, t, note, comp_t=None: Row("step", k, "cuda", B, N, ell, t, flops / t / 1e9, nbytes / t / 1e9,
-                                              t_gemm / t, None if comp_t is None else comp_t / t, note)
+    mk = lambda k, t, note, comp_t=None: _row("step", k, "cuda", B, N, ell, t, flops, nbytes,  # noqa: E731
+                                              t_gemm, comp_t, note)
     return [mk("sgemm (ceiling)", t_gemm, "cuBLAS"), mk("composed", t_comp, "cuBLAS + elementwise", t_comp),
             mk("fused", t_fused, "numba.cuda, one launch", t_comp)]
 
+
+# ---------------------------------------------------------------------------------------------
+# update: the fused local update against the same update composed from GEMMs
+# ---------------------------------------------------------------------------------------------
+
+def update_local_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, theta, theta_bar,
+                          adam_m, adam_v, n_inputs, activation, cfg, step):
+    """The local update (own critic, view ``all``) composed from NumPy calls; in place.
+
+    Not a face of the kernel: the alternative its faces are benchmarked against. Neurons that
+    learn from the same slice τ form one group, and every per-neuron dot product of the group
+    becomes one GEMM over the S transitions: ``X Wᵀ``, ``X Pᵀ``, ``X' W̄ᵀ``, ``Eᵀ X``,
+    ``(E⊙D)ᵀ X``, ``X P'ᵀ`` and ``Sᵀ X`` (about ``6N + N`` multiply-adds per neuron and
+    transition, as the fused kernel), then Adam, the soft update and ``K += ΔK ⊙ M`` on the
+    group's rows. Arguments as :func:`leaky.kernels.update_local.update_local_reference`.
+    """
+    from leaky.kernels.update_local import critic_layout
+
+    if cfg.view != "all" or cfg.baseline != "own":
+        raise ValueError("update_local_composed: only view='all', baseline='own'")
+    T, B, N = Vs.shape
+    lay = critic_layout(N)
+    act = {0: np.tanh, 1: lambda a: np.maximum(a, 0), 2: lambda a: a}[activation]
+    dact = {0: lambda a: 1 - np.tanh(a) ** 2, 1: lambda a: (a > 0).astype(a.dtype),
+            2: np.ones_like}[activation]
+    advantage = cfg.family == "advantage"
+    step_size, eps_hat = cfg.adam_scalars(step)
+    cols = np.r_[0:2 * N + 3] if advantage else np.r_[0:N, 2 * N, 2 * N + 1]  # trained = owned
+    agents = np.arange(n_inputs, N)
+    for t in np.unique(tau[agents]):
+        idx = agents[tau[agents] == t]
+        sl = slice(None) if t < 0 else slice(int(t), int(t) + 1)
+        X, Xn = Vs[sl].reshape(-1, N), Vn[sl].reshape(-1, N)
+        y, a = ys[sl].reshape(-1, N)[:, idx], alphas[sl].reshape(-1, N)[:, idx]
+        rr, cc = r[sl].reshape(-1, 1), cont[sl].reshape(-1, 1)
+        S = X.shape[0]
+        th, thb = theta[idx], theta_bar[idx]
+        c, u, h = th[:, lay.c], th[:, lay.u], th[:, lay.h]
+        if advantage:
+            d = a - act(y)
+            Q = X @ th[:, lay.w].T + c + d * (u + X @ th[:, lay.p].T) + 0.5 * h * d * d
+            e = rr + cc * (Xn @ thb[:, lay.w].T + thb[:, lay.c]) - Q
+            da = d
+        else:
+            Q = X @ th[:, lay.w].T + u * a + c
+            e = rr + cc * (Xn @ thb[:, lay.w].T + thb[:, lay.u] * act(yn[sl].reshape(-1, N)[:, idx])
+                           + thb[:, lay.c]) - Q
+            da = a
+        ascent = np.empty_like(th)
+        ascent[:, lay.w] = e.T @ X / S
+        ascent[:, lay.c] = e.mean(axis=0)
+        ascent[:, lay.u] = (e * da).mean(axis=0)
+        if advantage:
+            ascent[:, lay.p] = (e * d).T @ X / S
+            ascent[:, lay.h] = (e * 0.5 * d * d).mean(axis=0)
+        if cfg.optimizer == "sgd":
+            th[:, cols] += cfg.lr_critic * ascent[:, cols]
+        else:
+            rc = np.ix_(idx, cols)
+            g = -ascent[:, cols]
+            adam_m[rc] = m = cfg.beta1 * adam_m[rc] + (1 - cfg.beta1) * g
+            adam_v[rc] = v = cfg.beta2 * adam_v[rc] + (1 - cfg.beta2) * g * g
+            th[:, cols] -= step_size * m / (np.sqrt(v) + eps_hat)
+        if advantage:
+            th[:, lay.h] = np.minimum(th[:, lay.h], 0)
+            slope = th[:, lay.u] + X @ th[:, lay.p].T
+        else:
+            slope = np.broadcast_to(th[:, lay.u], e.shape)
+        s = slope * dact(y)
+        K[idx] += cfg.lr_actor * (s.T @ X / S) * mask[idx]
+        bias[idx] += cfg.lr_actor * s.mean(axis=0)
+        thb[:, cols] = (1 - cfg.tau_soft) * thb[:, cols] + cfg.tau_soft * th[:, cols]
+        theta[idx], theta_bar[idx] = th, thb
+
+
+def update_counts(N, S, T, B, nnz, n_inputs, family="advantage"):
+    """(FLOPs, bytes) of one local update: S transitions per neuron, own critic, view all."""
+    per = (6 if family == "advantage" else 3) * N
+    macs = S * ((N - n_inputs) * per + nnz)
+    width = 2 * N + 3
+    nbytes = 4.0 * (5 * T * B * N + 2 * T * B + 2 * 4 * N * width + 2 * N * N + 2 * N + 3 * N)
+    return 2.0 * macs, nbytes
+
+
+def _update_inputs(N, B, ell, seed=0):
+    """A network's real caches of two consecutive steps, as the local learner builds them."""
+    from leaky.config import NetworkConfig
+    from leaky.kernels import update_local as ul
+    from leaky.network import Network
+
+    rng = np.random.default_rng(seed)
+    cfg = NetworkConfig(n_neurons=N, n_inputs=3, n_outputs=1, delay=ell, leak=0.5, seed=seed)
+    net = Network(cfg, backend="cpu")
+    obs = rng.standard_normal((B, 3))
+    V1, _, c1 = net.step(net.reset(B), obs, 0.1 * rng.standard_normal((ell, B, N)))
+    _, _, c2 = net.step(V1, rng.standard_normal((B, 3)), 0.1 * rng.standard_normal((ell, B, N)))
+    tr = ul.build_transitions(c1, c2, rng.standard_normal(B).astype(np.float32),
+                              np.zeros(B, np.float32), 0.99, "causal", np)
+    tau = ul.neuron_slices(net.decision_step, "causal")
+    lay = ul.critic_layout(N)
+    theta = 0.1 * rng.standard_normal((N, lay.width))
+    theta[:, lay.h] = -np.abs(theta[:, lay.h])
+    params = dict(K=net.K.astype(np.float64), bias=0.1 * rng.standard_normal(N), theta=theta,
+                  theta_bar=theta + 0.01 * rng.standard_normal(theta.shape),
+                  adam_m=0.01 * rng.standard_normal(theta.shape),
+                  adam_v=rng.uniform(0.01, 0.05, theta.shape))
+    params = {k: v.astype(np.float32) for k, v in params.items()}
+    ucfg = ul.UpdateConfig(lr_critic=1e-3, lr_actor=1e-2)
+    return net, tr, tau, params, ucfg
+
+
+def bench_update(grid=None, repeats: int = 7, reference_max_n: int = 256) -> list[Row]:
+    """Rows for every face of the fused local update over ``grid`` of (N, B, ℓ)."""
+    from leaky.kernels import update_local as ul
+
+    rows = []
+    for N, B, ell in UPDATE_GRID if grid is None else grid:
+        net, tr, tau, params, ucfg = _update_inputs(N, B, ell)
+        lo, hi, mask = net.col_lo, net.col_hi, net.mask
+        n_in, step = net.config.n_inputs, 3
+        data = (tr.V, tr.y, tr.alpha, tr.V_next, tr.y_next, tr.reward, tr.cont)
+        names = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
+
+        def fresh(dtype):
+            return {k: np.array(v, dtype=dtype) for k, v in params.items()}
+
+        p64 = fresh(np.float64)
+        diag64 = np.zeros((N, 3))
+        d64 = [np.asarray(a, np.float64) for a in data]
+        ul.update_local_reference(*d64, None, tau, mask, lo, hi, p64["K"], p64["bias"], p64["theta"],
+                                  p64["theta_bar"], p64["adam_m"], p64["adam_v"], diag64, n_in, 0,
+                                  ucfg, step)
+        want = [p64[k] for k in names]
+        tol = 2.0 ** -24 * max(32, N + B) * 4   # tests/kernels/test_update_local.py's, ×4 margin
+
+        pc = fresh(np.float32)
+        diag = np.zeros((N, 3), np.float32)
+        fused = lambda: ul.update_local_cpu(*data, None, tau, mask, lo, hi, pc["K"], pc["bias"],  # noqa: E731
+                                            pc["theta"], pc["theta_bar"], pc["adam_m"], pc["adam_v"],
+                                            diag, n_in, 0, ucfg, step)
+        fused()
+        _check([pc[k] for k in names], want, N, "update cpu", names, tol)
+        pn = fresh(np.float32)
+        comp = lambda: update_local_composed(*data, tau, mask, pn["K"], pn["bias"], pn["theta"],  # noqa: E731
+                                             pn["theta_bar"], pn["adam_m"], pn["adam_v"], n_in, 0,
+                                             ucfg, step)
+        comp()
+        _check([pn[k] for k in names], want, N, "update composed", names, tol)
+
+        nnz = int(np.sum(hi - lo))
+        flops, nbytes = update_counts(N, B, ell, B, nnz, n_in)
+        rate = sgemm_rate(B, N)
+        t_ceil = max(flops / rate, nbytes / copy_rate())
+        t_comp = time_host(comp, repeats)
+        t_fused = time_host(fused, repeats)
+        mk = lambda kernel, backend, t, note, comp_t=None: _row(  # noqa: E731
+            "update", kernel, backend, B, N, ell, t, flops, nbytes, t_ceil, comp_t, note)
+        rows.append(mk("roofline (ceiling)", "numpy", t_ceil,
+                       f"max(flops / SGEMM ({B},{N})x({N},{N}) {rate / 1e9:.0f} GFLOP/s, bytes / copy)"))
+        rows.append(mk("composed", "numpy", t_comp, "GEMMs per τ group + elementwise", t_comp))
+        rows.append(mk("fused", "cpu", t_fused, "numba.njit, update_local_cpu", t_comp))
+        if N <= reference_max_n:
+            pr = fresh(np.float64)
+            ref = lambda: ul.update_local_reference(*d64, None, tau, mask, lo, hi, pr["K"], pr["bias"],  # noqa: E731
+                                                    pr["theta"], pr["theta_bar"], pr["adam_m"],
+                                                    pr["adam_v"], diag64, n_in, 0, ucfg, step)
+            rows.append(mk("reference", "numpy", time_host(ref, repeats), "float64", t_comp))
+        if gpu_available():
+            rows.extend(_bench_update_gpu(data, tau, net, params, ucfg, n_in, step, want, names, tol,
+                                          flops, nbytes, B, N, ell))
+    return rows
+
+
+def _bench_update_gpu(data, tau, net, params, ucfg, n_in, step, want, names, tol, flops, nbytes,
+                      B, N, ell) -> list[Row]:
+    import cupy as cp
+
+    from leaky.kernels import update_local as ul
+
+    d = [cp.asarray(a) for a in data]
+    dev = {k: cp.asarray(v) for k, v in params.items()}
+    idx = [cp.asarray(a) for a in (tau, net.mask, net.col_lo, net.col_hi)]
+    diag = cp.zeros((N, 3), cp.float32)
+    fused = lambda: ul.update_local_cuda(*d, None, *idx, dev["K"], dev["bias"], dev["theta"],  # noqa: E731
+                                         dev["theta_bar"], dev["adam_m"], dev["adam_v"], diag, n_in,
+                                         0, ucfg, step)
+    fused()
+    _check([dev[k] for k in names], want, N, "update cuda", names, tol)
+    Xd = cp.asarray(data[0][0])
+    Kt = cp.ascontiguousarray(cp.asarray(net.K).T)
+    t_gemm = time_gpu(lambda: Xd @ Kt)
+    t_fused = time_gpu(fused)
+    t_ceil = flops / (2.0 * B * N * N / t_gemm)
+    return [_row("update", "fused", "cuda", B, N, ell, t_fused, flops, nbytes, t_ceil, None,
+                 "numba.cuda, one launch (ceiling: flops at the cuBLAS rate of the same shape)")]
+
+
+# ---------------------------------------------------------------------------------------------
+# train: a whole local update against a whole DDPG update, equal parameter counts
+# ---------------------------------------------------------------------------------------------
+
+def ddpg_hidden_for(params: int, d_in: int) -> int:
+    """Width H of a DDPG critic ``d_in → H → H → 1`` with about ``params`` parameters."""
+    # (d_in + 1)·H + (H + 1)·H + H + 1 = H² + (d_in + 3)·H + 1
+    return max(1, round((-(d_in + 3) + math.sqrt((d_in + 3) ** 2 + 4 * (params - 1))) / 2))
+
+
+def _train_learners(N, B, ell, backend, K=None):
+    """A local and a DDPG learner on identical dense networks, with one batch of data each."""
+    from leaky.config import NetworkConfig
+    from leaky.ddpg import DDPGConfig, DDPGLearner
+    from leaky.local import LocalConfig, LocalLearner
+    from leaky.network import Network
+    from leaky.online import Transition
+
+    cfg = NetworkConfig(n_neurons=N, n_inputs=3, n_outputs=1, delay=ell, leak=0.5, seed=0)
+    nets = [Network(cfg, backend=backend) for _ in range(2)]
+    if K is not None:
+        for net in nets:
+            net.set_parameters(K=K)
+    local = LocalLearner(nets[0], LocalConfig(batch_size=B, seed=0))
+    nnz = int(np.sum(nets[0].col_hi - nets[0].col_lo))
+    n_local = nnz + N + (N - cfg.n_inputs) * (2 * N + 3)
+    H = ddpg_hidden_for(n_local - nnz - N, cfg.n_inputs + cfg.n_outputs)
+    ddpg = DDPGLearner(nets[1], DDPGConfig(batch_size=B, learning_starts=0, buffer_size=4 * B,
+                                           hidden=(H, H), seed=0))
+    n_ddpg = nnz + N + sum(int(p.size) for p in ddpg.critic.params)
+
+    rng = np.random.default_rng(0)
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731 - same values on both backends
+    obs, obs2 = f32(rng.standard_normal((B, 3))), f32(rng.standard_normal((B, 3)))
+    xi1, xi2 = f32(0.1 * rng.standard_normal((ell, B, N))), f32(0.1 * rng.standard_normal((ell, B, N)))
+    reward = f32(rng.standard_normal(B))
+    net = nets[0]
+    V1, _, c1 = net.step(net.reset(B), obs, xi1)
+    V2, _, c2 = net.step(V1, obs2, xi2)
+    transition = Transition(c1, net.backend.asarray(xi1), net.backend.asarray(reward),
+                            net.backend.zeros(B), c2)
+    action = f32(rng.uniform(-1, 1, (B, 1)))
+    no = np.zeros(B, bool)
+    for _ in range(2):
+        ddpg.observe(obs, action, reward, obs2, no, no, V1, V2)
+    return local, ddpg, transition, n_local, n_ddpg, H, nnz
+
+
+def _check_learners(local, ref_local, ddpg, ref_ddpg, tr, N, B):
+    """One update of each learner on the ``cpu`` backend and on the float64 ``numpy`` one.
+
+    Metrics (TD errors, slopes, losses, Q values) must agree to float32 accuracy. Weights only to
+    one optimiser step: both learners start Adam from zero moments, where the first step is
+    ``lr·sign(g)`` and a gradient within rounding of 0 may take either sign.
+    """
+    from dataclasses import replace
+
+    from leaky.network import StepCache
+
+    f64 = lambda c: StepCache(*(np.asarray(a, np.float64) for a in (c.V, c.z, c.y, c.alpha)))  # noqa: E731
+    ref_tr = replace(tr, cache=f64(tr.cache), next_cache=f64(tr.next_cache),
+                     noise=np.asarray(tr.noise, np.float64), reward=np.asarray(tr.reward, np.float64),
+                     terminated=np.asarray(tr.terminated, np.float64))
+    for name, (got, want) in {"local": (local.learn(tr), ref_local.learn(ref_tr)),
+                              "ddpg": (ddpg.update(), ref_ddpg.update())}.items():
+        for key, w in want.items():
+            if not abs(got[key] - w) <= 1e-3 * max(1.0, abs(w)):
+                raise AssertionError(f"bench train {name}: {key} {got[key]:.6g} differs from the "
+                                     f"float64 learner's {w:.6g}")
+    lr = max(local.cfg.lr_actor * local.cfg.lr_critic * 10, 2 * ddpg.cfg.actor_lr) * 1.01
+    for name, a, b in (("local", local.net.K, ref_local.net.K), ("ddpg", ddpg.net.K, ref_ddpg.net.K)):
+        err = float(np.abs(np.asarray(a, np.float64) - b).max())
+        if not err <= lr:
+            raise AssertionError(f"bench train {name}: K differs from the float64 learner's by {err:.2e}"
+                                 f" > one step {lr:.1e}")
+
+
+def ddpg_update_macs(N, B, ell, nnz, d_in, hidden):
+    """Multiply-adds of one DDPG update: actor 2 forward + 1 backward, critic 5 passes."""
+    sizes = (d_in,) + tuple(hidden) + (1,)
+    critic = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    return 4 * ell * B * nnz + 5 * B * critic
+
+
+def bench_train(grid=None, repeats: int = 7) -> list[Row]:
+    """Whole learner updates, local vs DDPG, over ``grid`` of (N, B, ℓ), in samples/s."""
+    from leaky.backend import to_numpy
+
+    rows = []
+    for N, B, ell in TRAIN_GRID if grid is None else grid:
+        local, ddpg, tr, n_local, n_ddpg, H, nnz = _train_learners(N, B, ell, "cpu")
+        ref_local, ref_ddpg, *_ = _train_learners(N, B, ell, "numpy", K=to_numpy(local.net.K))
+        _check_learners(local, ref_local, ddpg, ref_ddpg, tr, N, B)
+
+        S = B
+        u_flops, u_bytes = update_counts(N, S, ell, B, nnz, 3)
+        d_macs = ddpg_update_macs(N, B, ell, nnz, 4, (H, H))
+        d_flops = 2.0 * d_macs
+        d_bytes = 4.0 * (3 * n_ddpg * 2 + 2 * B * (2 * 3 + 1 + 2 + 2 * N))   # params + Adam, the batch
+        rate, bw = sgemm_rate(B, N), copy_rate()
+        t_local = time_host(lambda: local.learn(tr), repeats)
+        t_ddpg = time_host(ddpg.update, repeats)
+        ratio = t_ddpg / t_local
+        target = f"; target ≥ {TRAIN_TARGET:g}× at N = 256: {'met' if ratio >= TRAIN_TARGET else 'not met'}" \
+            if (N, B, ell) == (256, 256, 2) else ""
+        rows.append(_row("train", "local update", "cpu", B, N, ell, t_local, u_flops, u_bytes,
+                         max(u_flops / rate, u_bytes / bw), None,
+                         f"{n_local} params, advantage critics{target}", samples_per_s=B / t_local,
+                         vs_baseline=ratio))
+        rows.append(_row("train", "ddpg update", "cpu", B, N, ell, t_ddpg, d_flops, d_bytes,
+                         max(d_flops / rate, d_bytes / bw), None,
+                         f"{n_ddpg} params, critic {H}-{H}", samples_per_s=B / t_ddpg, vs_baseline=1.0))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# ceiling
+# ---------------------------------------------------------------------------------------------
 
 def bench_ceiling(repeats: int = 5) -> list[Row]:
     """The machine's SGEMM GFLOP/s (n = 2048) and copy GB/s (256 MiB, read + write)."""
@@ -172,27 +607,46 @@ def bench_ceiling(repeats: int = 5) -> list[Row]:
     n = 2048
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     t = time_host(lambda: a @ a, repeats)
-    rows.append(Row("ceiling", "sgemm", "numpy", n, n, 1, t, 2.0 * n**3 / t / 1e9, 12.0 * n * n / t / 1e9))
+    rows.append(_row("ceiling", "sgemm", "numpy", n, n, 1, t, 2.0 * n**3, 12.0 * n * n, note="OpenBLAS"))
     src = np.ones(64 << 20, np.float32)
     dst = np.empty_like(src)
     t = time_host(lambda: np.copyto(dst, src), repeats)
-    rows.append(Row("ceiling", "copy", "numpy", 1, src.size, 1, t, 0.0, 2.0 * src.nbytes / t / 1e9))
+    rows.append(_row("ceiling", "copy", "numpy", 1, src.size, 1, t, 0.0, 2.0 * src.nbytes))
     if gpu_available():
         import cupy as cp
 
         a = cp.asarray(a)
         t = time_gpu(lambda: a @ a)
-        rows.append(Row("ceiling", "sgemm", "cuda", n, n, 1, t, 2.0 * n**3 / t / 1e9, 12.0 * n * n / t / 1e9))
+        rows.append(_row("ceiling", "sgemm", "cuda", n, n, 1, t, 2.0 * n**3, 12.0 * n * n, note="cuBLAS"))
         src = cp.ones(256 << 20, cp.float32)
         dst = cp.empty_like(src)
         t = time_gpu(lambda: cp.copyto(dst, src))
-        rows.append(Row("ceiling", "copy", "cuda", 1, src.size, 1, t, 0.0, 2.0 * src.nbytes / t / 1e9))
+        rows.append(_row("ceiling", "copy", "cuda", 1, src.size, 1, t, 0.0, 2.0 * src.nbytes))
     return rows
 
 
-SUITES: dict[str, Callable[..., list[Row]]] = {
+# ---------------------------------------------------------------------------------------------
+# the command
+# ---------------------------------------------------------------------------------------------
+
+def _trace_module():
+    """``leaky.bench_trace`` when it is installed (another module's suite), else None."""
+    try:
+        from leaky import bench_trace
+    except ImportError:
+        return None
+    return bench_trace
+
+
+SUITES: dict[str, Callable[..., list]] = {
     "ceiling": lambda args: bench_ceiling(),
-    "step": lambda args: bench_step(QUICK_GRID if args.quick else None, repeats=3 if args.quick else 7),
+    "step": lambda args: bench_step(QUICK_GRID if args.quick else None, repeats=3 if args.quick else 7,
+                                    layered_grid=QUICK_LAYERED_GRID if args.quick else None),
+    "update": lambda args: bench_update(QUICK_UPDATE_GRID if args.quick else None,
+                                        repeats=3 if args.quick else 7),
+    "train": lambda args: bench_train(QUICK_TRAIN_GRID if args.quick else None,
+                                      repeats=3 if args.quick else 7),
+    "trace": lambda args: _trace_module().bench_trace(args),
 }
 
 
@@ -200,7 +654,8 @@ def machine() -> dict:
     import numba
 
     info = {"python": sys.version.split()[0], "numpy": np.__version__, "numba": numba.__version__,
-            "platform": platform.platform(), "cpu": _cpu_model(), "date": time.strftime("%Y-%m-%d")}
+            "threads": numba.get_num_threads(), "platform": platform.platform(), "cpu": _cpu_model(),
+            "date": time.strftime("%Y-%m-%d")}
     if gpu_available():
         import cupy as cp
 
@@ -220,33 +675,42 @@ def _cpu_model() -> str:
 
 
 def format_table(rows: list[Row]) -> str:
-    head = f"{'suite':8} {'kernel':16} {'backend':7} {'B':>5} {'N':>5} {'ℓ':>2} {'time':>10} {'GFLOP/s':>8} {'GB/s':>7} {'ceil':>6} {'×comp':>6}  note"
+    head = (f"{'suite':8} {'kernel':18} {'backend':7} {'B':>5} {'N':>5} {'ℓ':>2} {'time':>10} {'GFLOP/s':>8} "
+            f"{'GB/s':>7} {'ceil':>6} {'×comp':>6}  note")
     lines = [head, "-" * len(head)]
     for r in rows:
         t = f"{r.seconds * 1e6:.1f} µs" if r.seconds < 1e-3 else f"{r.seconds * 1e3:.2f} ms"
         cf = "" if r.ceiling_fraction is None else f"{r.ceiling_fraction:.2f}"
         vc = "" if r.vs_composed is None else f"{r.vs_composed:.2f}"
-        lines.append(f"{r.suite:8} {r.kernel:16} {r.backend:7} {r.B:5d} {r.N:5d} {r.delay:2d} {t:>10} "
-                     f"{r.gflops:8.2f} {r.gbps:7.2f} {cf:>6} {vc:>6}  {r.note}")
+        note = r.note
+        if r.samples_per_s is not None:
+            note = f"{r.samples_per_s:,.0f} samples/s, {r.vs_baseline:.2f}× ddpg; {note}"
+        lines.append(f"{r.suite:8} {r.kernel:18} {r.backend:7} {r.B:5d} {r.N:5d} {r.delay:2d} {t:>10} "
+                     f"{r.gflops:8.2f} {r.gbps:7.2f} {cf:>6} {vc:>6}  {note}")
     return "\n".join(lines)
 
 
 def run(args) -> int:
     suites = args.suites or ["ceiling", "step"]
-    unknown = [s for s in suites if s not in SUITES]
+    unknown = [s for s in suites if s not in SUITES or (s == "trace" and _trace_module() is None)]
     if unknown:
         from leaky.errors import ConfigError
 
-        raise ConfigError(f"bench: unknown suite(s) {unknown}; expected some of {sorted(SUITES)}")
+        known = [s for s in SUITES if s != "trace" or _trace_module() is not None]
+        raise ConfigError(f"bench: unknown suite(s) {unknown}; expected some of {known}")
     rows: list[Row] = []
+    trace_rows: list[dict] = []
     for s in suites:
-        rows.extend(SUITES[s](args))
+        (trace_rows if s == "trace" else rows).extend(SUITES[s](args))
     if args.json:
-        print(json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows]}, indent=1))
+        print(json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows] + trace_rows}, indent=1))
     else:
         info = machine()
         print("# " + ", ".join(f"{k} {v}" for k, v in info.items()))
-        print(format_table(rows))
+        if rows:
+            print(format_table(rows))
+        if trace_rows:
+            _trace_module().print_table(trace_rows)
     return 0
 
 
@@ -255,6 +719,9 @@ def add_parser(sub) -> None:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("suites", nargs="*", metavar="SUITE",
                    help=f"sub-suites to run (default: ceiling step); any of {', '.join(SUITES)}")
-    p.add_argument("--quick", action="store_true", help="a tiny grid (seconds), for smoke tests")
+    p.add_argument("--quick", action="store_true", help="tiny grids (seconds), for smoke tests")
     p.add_argument("--json", action="store_true", help="print the rows and the machine as JSON")
+    trace = _trace_module()
+    if trace is not None and hasattr(trace, "add_arguments"):
+        trace.add_arguments(p)
     p.set_defaults(func=run)

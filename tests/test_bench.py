@@ -1,4 +1,4 @@
-"""``leaky bench``: runs, reports consistent ratios, and refuses a wrong kernel."""
+"""``leaky bench``: runs, reports rates consistent with its counts, and refuses a wrong kernel."""
 
 import json
 
@@ -7,19 +7,51 @@ import pytest
 
 from leaky import bench
 from leaky.cli import main
+from leaky.kernels import step as step_kernels
+from leaky.kernels import update_local as ul
+
+
+def _run_json(capsys, *argv):
+    assert main(["bench", *argv, "--quick", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "cpu" in data["machine"] and "threads" in data["machine"]
+    for r in data["rows"]:
+        assert r["seconds"] > 0
+        assert r["gflops"] == pytest.approx(r["flops"] / r["seconds"] / 1e9, rel=1e-9)
+        assert r["gbps"] == pytest.approx(r["bytes"] / r["seconds"] / 1e9, rel=1e-9)
+    return data["rows"]
 
 
 def test_bench_step_quick_json(capsys):
-    assert main(["bench", "step", "--quick", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert "cpu" in data["machine"]
-    rows = data["rows"]
+    rows = _run_json(capsys, "step")
     kernels = {(r["kernel"], r["backend"]) for r in rows}
-    assert {("fused", "cpu"), ("composed", "numpy"), ("sgemm (ceiling)", "numpy")} <= kernels
+    assert {("fused", "cpu"), ("composed", "numpy"), ("sgemm (ceiling)", "numpy"),
+            ("sgemm blocks", "numpy")} <= kernels
     for r in rows:
-        assert r["seconds"] > 0 and r["gflops"] > 0
-        flops = 2.0 * r["delay"] * r["B"] * r["N"] * r["N"]
-        assert r["gflops"] == pytest.approx(flops / r["seconds"] / 1e9, rel=1e-9)
+        assert r["gflops"] > 0 and r["ceiling_fraction"] > 0
+        if "dense" in r["note"] or "(ceiling)" in r["kernel"]:
+            assert r["flops"] == 2.0 * r["delay"] * r["B"] * r["N"] * r["N"]
+    # a parallel schedule is also timed serially, so its gain is visible
+    for B, N, ell in bench.QUICK_GRID:
+        if step_kernels.cpu_schedule(B, ell, N * N)[0] != "serial":
+            notes = {r["note"] for r in rows if r["kernel"] == "fused" and (r["B"], r["N"]) == (B, N)}
+            assert any("schedule serial" in n for n in notes)
+
+
+def test_bench_update_and_train_quick_json(capsys):
+    rows = _run_json(capsys, "update", "train")
+    kernels = {(r["suite"], r["kernel"], r["backend"]) for r in rows}
+    assert {("update", "fused", "cpu"), ("update", "composed", "numpy"),
+            ("update", "roofline (ceiling)", "numpy"), ("train", "local update", "cpu"),
+            ("train", "ddpg update", "cpu")} <= kernels
+    train = {r["kernel"]: r for r in rows if r["suite"] == "train"}
+    local, ddpg = train["local update"], train["ddpg update"]
+    assert local["samples_per_s"] == pytest.approx(local["B"] / local["seconds"])
+    assert local["vs_baseline"] == pytest.approx(ddpg["seconds"] / local["seconds"])
+    # equal parameter counts, to within one hidden unit of the DDPG critic
+    n_local, n_ddpg = (int(r["note"].split()[0]) for r in (local, ddpg))
+    H = int(ddpg["note"].split("critic ")[1].split("-")[0])
+    assert abs(n_local - n_ddpg) <= 2 * H + 8
 
 
 def test_bench_table_and_unknown_suite(capsys):
@@ -27,6 +59,10 @@ def test_bench_table_and_unknown_suite(capsys):
     out = capsys.readouterr().out
     assert "sgemm" in out and "copy" in out
     assert main(["bench", "warp"]) == 2
+    if bench._trace_module() is None:
+        assert main(["bench", "trace"]) == 2
+    else:
+        assert "trace" in bench.SUITES
 
 
 def test_check_refuses_a_wrong_result():
@@ -36,3 +72,49 @@ def test_check_refuses_a_wrong_result():
     bad = (got[0] + 1e-2,) + got[1:]
     with pytest.raises(AssertionError, match="differs from the reference"):
         bench._check(bad, want, 4, "bad")
+
+
+@pytest.mark.parametrize("family", ["advantage", "linear"])
+@pytest.mark.parametrize("clock", ["causal", "internal"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_composed_update_is_the_reference(family, clock, optimizer):
+    """The alternative the update faces are timed against computes the same update."""
+    from tests.kernels.test_update_local import random_update_case, run_face
+
+    rng = np.random.default_rng(7)
+    args, params, cfg, flags = random_update_case(rng, 9, 23, 3, 2, clock=clock, family=family,
+                                                  optimizer=optimizer)
+    want = run_face(ul.update_local_reference, args, params, cfg, flags)
+    p = {k: np.array(v, dtype=np.float32) for k, v in params.items()}
+    a = {k: (v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in args.items()}
+    bench.update_local_composed(a["Vs"], a["ys"], a["alphas"], a["Vn"], a["yn"], a["r"], a["cont"],
+                                a["tau"], a["mask"], p["K"], p["bias"], p["theta"], p["theta_bar"],
+                                p["adam_m"], p["adam_v"], flags["n_inputs"], flags["activation"], cfg,
+                                flags["step"])
+    for key in ("K", "bias", "theta", "theta_bar") + (("adam_m", "adam_v") if optimizer == "adam" else ()):
+        scale = max(1.0, float(np.abs(want[key]).max()))
+        np.testing.assert_allclose(p[key], want[key], rtol=0, atol=1e-5 * scale, err_msg=key)
+
+
+@pytest.mark.parametrize("B, N, topology", [(1, 70, "dense"), (6, 130, "sparse"), (13, 300, "dense"),
+                                            (33, 67, "layered")])
+def test_cpu_step_schedules_agree_exactly(B, N, topology):
+    """The bench times forced schedules: each one is the same computation, bit for bit."""
+    from leaky.network import Network
+    from tests.kernels.step_cases import random_step_case
+
+    rng = np.random.default_rng(B)
+    cfg, V0, obs, xi = random_step_case(rng, B, N, 2, 1, 3, topology=topology, inhibition="divisive")
+    net = Network(cfg, backend="cpu")
+    f32 = np.float32
+    outs = []
+    for schedule in step_kernels.SCHEDULES:
+        out = tuple(np.full(s, np.nan, f32) for s in [(cfg.delay + 1, B, N)] + [(cfg.delay, B, N)] * 3)
+        step_kernels.step_cpu(V0.astype(f32), obs.astype(f32), net.K, net.b, net.leak, xi.astype(f32),
+                              net.col_lo, net.col_hi, 2, 0, 1, cfg.kappa, False, out, schedule=schedule)
+        outs.append(out)
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="schedule"):
+        step_kernels.cpu_schedule(B, 3, N * N, "diagonal")
