@@ -172,7 +172,7 @@ def test_learner_state_round_trips_through_a_checkpoint(tmp_path, opts):
     state = load_checkpoint(path)
     nets[1].set_parameters(K=state["net"]["K"], b=state["net"]["b"])
     b.load_state_dict(state["learner"])
-    b.rng = a.rng = nets[0].backend.rng(99)   # the exploration streams continue alike
+    a.rng, b.rng = nets[0].backend.rng(99), nets[1].backend.rng(99)   # exploration continues alike
     a._pending = a._ready = None              # the one in-flight transition is not checkpointed
     if a.buffer is not None:
         b.buffer = a.buffer
