@@ -169,6 +169,8 @@ class LocalLearner(OnlineLearner):
                  "theta_bar": self.theta_bar, "adam_m": self.adam_m, "adam_v": self.adam_v}
         if self.value is not None:
             state["value"] = self.value.state_dict()
+        if self.buffer is not None:
+            state["replay"] = self.buffer.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -179,6 +181,8 @@ class LocalLearner(OnlineLearner):
             setattr(self, k, be.asarray(state[k]))
         if self.value is not None:
             self.value.load_state_dict(state["value"])
+        if self.buffer is not None and "replay" in state:
+            self.buffer.load_state_dict(state["replay"])
 
 
 class _TransitionBuffer:
@@ -211,6 +215,22 @@ class _TransitionBuffer:
             store[idx_dev] = r
         self.pos = int((self.pos + B) % self.capacity)
         self.size = min(self.capacity, self.size + B)
+
+    def state_dict(self) -> dict:
+        state = {"pos": self.pos, "size": self.size}
+        if self.data is not None:
+            state.update({f: store[: self.size] for f, store in zip(self.FIELDS, self.data)})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.pos, self.size = int(state["pos"]), int(state["size"])
+        if self.size:
+            self.data = []
+            for f in self.FIELDS:
+                rows = self.be.asarray(state[f])
+                store = self.be.zeros((self.capacity,) + rows.shape[1:], dtype=rows.dtype)
+                store[: self.size] = rows
+                self.data.append(store)
 
     def sample(self, batch: int, rng) -> ul.Transitions:
         xp = self.xp

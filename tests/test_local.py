@@ -174,8 +174,6 @@ def test_learner_state_round_trips_through_a_checkpoint(tmp_path, opts):
     b.load_state_dict(state["learner"])
     a.rng, b.rng = nets[0].backend.rng(99), nets[1].backend.rng(99)   # exploration continues alike
     a._pending = a._ready = None              # the one in-flight transition is not checkpointed
-    if a.buffer is not None:
-        b.buffer = a.buffer
     run(a, nets[0], 6, 1)
     run(b, nets[1], 6, 1)
     np.testing.assert_array_equal(to_numpy(nets[0].K), to_numpy(nets[1].K))
