@@ -14,7 +14,10 @@ Options (:class:`LocalConfig`; defaults are DESIGN.md's, the paper's literal rul
 ``clock``       ``causal`` | ``internal``
 ``view``        ``all`` | ``presynaptic``
 ``baseline``    ``own`` | ``dopamine``
-``data``        ``online`` (each step's cache once, one step late) | ``replay`` (a device buffer)
+``data``        ``online`` (each step's cache once, one step late) | ``replay`` (a device buffer,
+                ``updates_per_step`` minibatches of ``batch_size`` per environment step)
+``actor_neurons``  ``all`` | ``outputs`` (a diagnostic: hidden neurons keep their weights, so the
+                network is a fixed random feature map under a learning output layer)
 ``value_*``     the shared value behind ``dopamine`` (:mod:`leaky.value`): features ``voltages``
                 (linear, DESIGN.md's) or ``random`` (``tanh`` of a fixed random projection,
                 ``n_features`` wide: nonlinear but local); inputs ``all`` voltages or the
@@ -64,10 +67,12 @@ class LocalConfig:
     replay_size: int = 100_000
     batch_size: int = 256
     learning_starts: int = 1_000
+    updates_per_step: int = 1
+    actor_neurons: str = "all"
     seed: int = 0
 
     def __post_init__(self):
-        choices = {"family": FAMILIES, "clock": ul.CLOCKS, "data": DATA,
+        choices = {"family": FAMILIES, "clock": ul.CLOCKS, "data": DATA, "actor_neurons": ("all", "outputs"),
                    "view": tuple(ul.VIEWS), "baseline": tuple(ul.BASELINES), "optimizer": tuple(ul.OPTIMIZERS)}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -81,7 +86,10 @@ class LocalConfig:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected > 0")
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"LocalConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
-        for name in ("n_features", "mlp_hidden", "replay_size", "batch_size"):
+        if self.updates_per_step > 1 and self.data != "replay":
+            raise ConfigError(f"LocalConfig.updates_per_step: got {self.updates_per_step}, expected 1 with "
+                              "data='online' (each transition is used once; use data='replay')")
+        for name in ("n_features", "mlp_hidden", "replay_size", "batch_size", "updates_per_step"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
 
@@ -141,6 +149,11 @@ class LocalLearner(OnlineLearner):
             batch = self.buffer.sample(cfg.batch_size, self.rng)
         return self._update(batch)
 
+    def learn_again(self) -> dict:
+        if self.buffer is None or len(self.buffer) < max(self.cfg.learning_starts, self.cfg.batch_size):
+            return {}
+        return self._update(self.buffer.sample(self.cfg.batch_size, self.rng))
+
     def _update(self, tr: ul.Transitions) -> dict:
         cfg, net = self.cfg, self.net
         delta = None
@@ -154,10 +167,15 @@ class LocalLearner(OnlineLearner):
         params = (self.tau, net.mask, self.col_lo, self.col_hi, net.K, net.b, self.theta, self.theta_bar,
                   self.adam_m, self.adam_v, self.diag, net.config.n_inputs, self.activation, self.ucfg,
                   self.adam_step)
+        if cfg.actor_neurons == "outputs":   # hidden neurons learn their critics but keep their rows
+            hidden = slice(net.config.n_inputs, net.n_neurons - net.config.n_outputs)
+            K_hidden, b_hidden = net.K[hidden].copy(), net.b[hidden].copy()
         if cfg.family == "mlp":        # no dopamine variant: each neuron's own MLP critic
             self.face(*args, *params)
         else:
             self.face(*args, delta, *params)
+        if cfg.actor_neurons == "outputs":
+            net.K[hidden], net.b[hidden] = K_hidden, b_hidden
         agents = slice(net.config.n_inputs, net.n_neurons)
         d = self.diag[agents]
         return {"td_error": float(d[:, 1].mean()), "slope": float(self.xp.abs(d[:, 2]).mean())}

@@ -79,7 +79,7 @@ class OnlineLearner(ABC):
         """Learn the previous step's transition (its next cache is the latest act's)."""
         prev, self._ready = self._ready, None
         if prev is None:
-            return {}
+            return self.learn_again()
         next_cache = self._pending["cache"]
         if prev["boot"] is not None:
             next_cache = _merge_rows(self.xp, next_cache, prev["boot"], prev["truncated"])
@@ -91,6 +91,10 @@ class OnlineLearner(ABC):
     @abstractmethod
     def learn(self, tr: Transition) -> dict:
         """One update from one transition of B environments; returns scalar metrics."""
+
+    def learn_again(self) -> dict:
+        """An update without a new transition (replay learners sample again); {} if none."""
+        return {}
 
     # -- checkpoints ---------------------------------------------------------------------
 
