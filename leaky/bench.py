@@ -8,8 +8,8 @@ Sub-suites (``leaky bench SUITE …``; default ``ceiling step``):
   against bare SGEMM of the same shape (``ℓ`` GEMMs ``(B, N) × (N, N)``), the ceiling no fused
   step can beat on the CPU; layered networks also against the per-layer GEMMs of their blocks.
 * ``update``: each face of the fused local update (``kernels/update_local.py``, advantage
-  critics, Adam, causal clock) against the same update composed from NumPy GEMMs
-  (:func:`update_local_composed`).
+  critics; ``kernels/update_mlp.py``, MLP critics; Adam, causal clock) against the same update
+  composed from NumPy GEMMs (:func:`update_local_composed`, :func:`update_mlp_composed`).
 * ``train``: one whole learner update, the local learner against DDPG on the same dense
   network with the DDPG critic sized for an equal trainable-parameter count, in samples/s.
 * ``ceiling``: the machine's SGEMM GFLOP/s (n = 2048) and memory-copy GB/s (NumPy; CuPy too
@@ -21,7 +21,9 @@ Step: ``2·ℓ·B·nnz(K)`` FLOPs; bytes K once, V0/u/ξ read, the cache ``(3ℓ
 Local update (advantage, view all, causal clock: S = B transitions per neuron): per agent
 neuron and transition ``6N + nnz_n`` multiply-adds (w·x, p·x, w̄·x', the w and p gradients,
 the slope with the updated p, the row of K); bytes the five (ℓ, B, N) transition arrays read,
-the four (N, 2N+3) critic arrays and K read and written. DDPG update: ``4·ℓ·B·nnz(K)`` for
+the four (N, 2N+3) critic arrays and K read and written. MLP critics (H hidden units):
+``4H(N+1) + 6H²`` per agent and transition plus the row of K (kernels/update_mlp.py's count),
+the four (N, P) parameter arrays read and written. DDPG update: ``4·ℓ·B·nnz(K)`` for
 the actor (two forward passes, one backward with two GEMMs per step) plus five critic passes.
 
 **Timing.** Every row is checked against the float64 reference (or, for ``train``, the same
@@ -56,6 +58,8 @@ LAYERED_GRID = [(256, (3, 64, 64, 1)), (256, (3, 256, 256, 1)), (1024, (3, 256, 
 QUICK_LAYERED_GRID = [(16, (3, 24, 24, 1))]
 UPDATE_GRID = [(64, 64, 2), (256, 256, 2), (1024, 256, 2)]   # (N, B, ℓ)
 QUICK_UPDATE_GRID = [(32, 16, 2)]
+MLP_UPDATE_GRID = [(64, 64, 2), (256, 256, 2)]
+QUICK_MLP_UPDATE_GRID = [(16, 8, 2)]
 TRAIN_GRID = [(64, 256, 2), (256, 256, 2)]                   # (N, B, ℓ); the target: N = 256
 QUICK_TRAIN_GRID = [(32, 32, 2)]
 TRAIN_TARGET = 3.0   # local samples/s over DDPG's at dense N = 256, B = 256, ℓ = 2
@@ -132,12 +136,13 @@ def copy_rate(repeats: int = 5) -> float:
     return _COPY_RATE["host"]
 
 
-def sgemm_rate(M: int, N: int, repeats: int = 7) -> float:
-    """FLOP/s of NumPy's SGEMM ``(M, N) × (N, N)`` (the transposed-K shape of every kernel)."""
+def sgemm_rate(M: int, N: int, repeats: int = 7, N2: int | None = None) -> float:
+    """FLOP/s of NumPy's SGEMM ``(M, N) × (N, N2)`` (N2 = N: the transposed-K shape)."""
+    N2 = N if N2 is None else N2
     rng = np.random.default_rng(1)
     a = rng.standard_normal((M, N)).astype(np.float32)
-    b = rng.standard_normal((N, N)).astype(np.float32)
-    return 2.0 * M * N * N / time_host(lambda: a @ b, repeats)
+    b = rng.standard_normal((N, N2)).astype(np.float32)
+    return 2.0 * M * N * N2 / time_host(lambda: a @ b, repeats)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,6 +365,78 @@ def update_local_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, t
         theta[idx], theta_bar[idx] = th, thb
 
 
+def update_mlp_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, theta, theta_bar,
+                        adam_m, adam_v, n_inputs, activation, cfg, step):
+    """The MLP-critic update (view ``all``) composed from NumPy calls; in place.
+
+    Not a face of the kernel: the alternative its faces are benchmarked against. For the G
+    neurons that learn from one slice τ the first layers of all G critics are one GEMM
+    ``X · W1ₓᵀ`` of ``(S, N) × (N, G·H)`` (their gradient one ``(G·H, S) × (S, N)``); the second
+    layers, backward passes and slopes are batched ``(G, S, H) × (G, H, H)`` matmuls. Arguments
+    as :func:`leaky.kernels.update_mlp.update_mlp_reference`.
+    """
+    from leaky.kernels import update_mlp as um
+
+    if cfg.view != "all":
+        raise ValueError("update_mlp_composed: only view='all'")
+    T, B, N = Vs.shape
+    H = um.mlp_hidden(N, theta.shape[1])
+    act = {0: np.tanh, 1: lambda a: np.maximum(a, 0), 2: lambda a: a}[activation]
+    dact = {0: lambda a: 1 - np.tanh(a) ** 2, 1: lambda a: (a > 0).astype(a.dtype),
+            2: np.ones_like}[activation]
+    step_size, eps_hat = cfg.adam_scalars(step)
+    agents = np.arange(n_inputs, N)
+    for t in np.unique(tau[agents]):
+        idx = agents[tau[agents] == t]
+        sl = slice(None) if t < 0 else slice(int(t), int(t) + 1)
+        X, Xn = Vs[sl].reshape(-1, N), Vn[sl].reshape(-1, N)
+        y, a = ys[sl].reshape(-1, N)[:, idx].T, alphas[sl].reshape(-1, N)[:, idx].T   # (G, S)
+        mu_next = act(yn[sl].reshape(-1, N)[:, idx].T)
+        rr, cc = r[sl].reshape(1, -1), cont[sl].reshape(1, -1)
+        G, S = y.shape
+        th, thb = theta[idx], theta_bar[idx]
+
+        def forward(rows, X, a):
+            p = um.unpack_mlp(rows, H)
+            W1 = p["W1"]                                                        # (G, H, N+1)
+            a1 = (X @ W1[:, :, :N].reshape(G * H, N).T).reshape(S, G, H).transpose(1, 0, 2)
+            h1 = np.tanh(a1 + a[:, :, None] * W1[:, None, :, N] + p["b1"][:, None, :])
+            h2 = np.tanh(h1 @ p["W2"].transpose(0, 2, 1) + p["b2"][:, None, :])  # (G, S, H)
+            return (h2 @ p["w3"][:, :, None])[..., 0] + p["b3"][:, None], h1, h2, p
+
+        def backward(p, h1, h2):
+            g2 = p["w3"][:, None, :] * (1 - h2 * h2)
+            return (g2 @ p["W2"]) * (1 - h1 * h1), g2
+
+        Q, h1, h2, p = forward(th, X, a)
+        delta = rr + cc * forward(thb, Xn, mu_next)[0] - Q                        # (G, S)
+        g1, g2 = backward(p, h1, h2)
+        e1, e2 = delta[..., None] * g1, delta[..., None] * g2
+        ascent = np.empty_like(th)
+        asc = um.unpack_mlp(ascent, H)
+        asc["W1"][:, :, :N] = (e1.transpose(0, 2, 1).reshape(G * H, S) @ X).reshape(G, H, N) / S
+        asc["W1"][:, :, N] = (e1 * a[:, :, None]).mean(axis=1)
+        asc["b1"][...] = e1.mean(axis=1)
+        asc["W2"][...] = e2.transpose(0, 2, 1) @ h1 / S
+        asc["b2"][...] = e2.mean(axis=1)
+        asc["w3"][...] = (delta[..., None] * h2).mean(axis=1)
+        asc["b3"][...] = delta.mean(axis=1)
+        if cfg.optimizer == "sgd":
+            th += cfg.lr_critic * ascent
+        else:
+            adam_m[idx] = m = cfg.beta1 * adam_m[idx] - (1 - cfg.beta1) * ascent
+            adam_v[idx] = v = cfg.beta2 * adam_v[idx] + (1 - cfg.beta2) * ascent * ascent
+            th -= step_size * m / (np.sqrt(v) + eps_hat)
+        if cfg.actor:                       # the slope through the updated critic, at α = μ
+            _, h1, h2, p = forward(th, X, act(y))
+            slope = (backward(p, h1, h2)[0] @ p["W1"][:, :, N:])[..., 0]          # (G, S)
+            s = slope * dact(y)
+            K[idx] += cfg.lr_actor * (s @ X / S) * mask[idx]
+            bias[idx] += cfg.lr_actor * s.mean(axis=1)
+        theta[idx] = th
+        theta_bar[idx] = (1 - cfg.tau_soft) * thb + cfg.tau_soft * th
+
+
 def update_counts(N, S, T, B, nnz, n_inputs, family="advantage"):
     """(FLOPs, bytes) of one local update: S transitions per neuron, own critic, view all."""
     per = (6 if family == "advantage" else 3) * N
@@ -369,10 +446,20 @@ def update_counts(N, S, T, B, nnz, n_inputs, family="advantage"):
     return 2.0 * macs, nbytes
 
 
-def _update_inputs(N, B, ell, seed=0):
-    """A network's real caches of two consecutive steps, as the local learner builds them."""
+def mlp_update_counts(N, S, T, B, H, nnz, n_inputs):
+    """(FLOPs, bytes) of one MLP-critic update (kernels/update_mlp.py's count, agents only)."""
+    macs = S * (N - n_inputs) * (4 * H * (N + 1) + 6 * H * H) + S * nnz
+    width = H * (N + 1) + H * H + 3 * H + 1
+    nbytes = 4.0 * (5 * T * B * N + 2 * T * B + 2 * 4 * N * width + 2 * N * N + 2 * N + 3 * N)
+    return 2.0 * macs, nbytes
+
+
+def _update_inputs(N, B, ell, family="advantage", H=16, seed=0):
+    """A network's real caches of two consecutive steps, as the local learner builds them, and
+    mid-run critic parameters of ``family`` (``advantage`` or ``mlp`` with H hidden units)."""
     from leaky.config import NetworkConfig
     from leaky.kernels import update_local as ul
+    from leaky.kernels import update_mlp as um
     from leaky.network import Network
 
     rng = np.random.default_rng(seed)
@@ -384,102 +471,132 @@ def _update_inputs(N, B, ell, seed=0):
     tr = ul.build_transitions(c1, c2, rng.standard_normal(B).astype(np.float32),
                               np.zeros(B, np.float32), 0.99, "causal", np)
     tau = ul.neuron_slices(net.decision_step, "causal")
-    lay = ul.critic_layout(N)
-    theta = 0.1 * rng.standard_normal((N, lay.width))
-    theta[:, lay.h] = -np.abs(theta[:, lay.h])
+    if family == "mlp":
+        theta = um.init_mlp_critics(N, H, seed).theta
+        ucfg = um.MLPUpdateConfig(lr_critic=1e-3, lr_actor=1e-2)
+    else:
+        lay = ul.critic_layout(N)
+        theta = 0.1 * rng.standard_normal((N, lay.width))
+        theta[:, lay.h] = -np.abs(theta[:, lay.h])
+        ucfg = ul.UpdateConfig(lr_critic=1e-3, lr_actor=1e-2)
+    # a mid-run Adam state: the step is smooth in the gradient, so float32 rounding cannot flip
+    # a sign the way m̂/√v̂ = ±1 at zero moments would
     params = dict(K=net.K.astype(np.float64), bias=0.1 * rng.standard_normal(N), theta=theta,
                   theta_bar=theta + 0.01 * rng.standard_normal(theta.shape),
                   adam_m=0.01 * rng.standard_normal(theta.shape),
                   adam_v=rng.uniform(0.01, 0.05, theta.shape))
     params = {k: v.astype(np.float32) for k, v in params.items()}
-    ucfg = ul.UpdateConfig(lr_critic=1e-3, lr_actor=1e-2)
     return net, tr, tau, params, ucfg
 
 
-def bench_update(grid=None, repeats: int = 7, reference_max_n: int = 256) -> list[Row]:
-    """Rows for every face of the fused local update over ``grid`` of (N, B, ℓ)."""
+def _update_faces(family):
+    """``{face: fn}`` of one critic family, each called ``fn(data, tau, mask, lo, hi, p, diag,
+    n_inputs, cfg, step)`` (p: the dict of arrays it updates), and its composed alternative."""
     from leaky.kernels import update_local as ul
+    from leaky.kernels import update_mlp as um
 
+    def params(p):
+        return p["K"], p["bias"], p["theta"], p["theta_bar"], p["adam_m"], p["adam_v"]
+
+    mlp = family == "mlp"
+
+    def face(f):  # the local update takes the dopamine δ (None) after cont; the MLP one does not
+        def call(d, tau, mask, lo, hi, p, diag, n_in, cfg, step):
+            delta = () if mlp else (None,)
+            return f(*d, *delta, tau, mask, lo, hi, *params(p), diag, n_in, 0, cfg, step)
+        return call
+
+    def composed(d, tau, mask, lo, hi, p, diag, n_in, cfg, step):
+        fn = update_mlp_composed if mlp else update_local_composed
+        return fn(*d, tau, mask, *params(p), n_in, 0, cfg, step)
+
+    return {name: face(f) for name, f in (um.FACES if mlp else ul.FACES).items()}, composed
+
+
+def bench_update(grid=None, repeats: int = 7, reference_max_n: int = 256, mlp_grid=None,
+                 mlp_hidden: int = 16) -> list[Row]:
+    """Rows for every face of the fused local update (advantage critics) over ``grid`` of
+    (N, B, ℓ), and of the MLP-critic update (H = ``mlp_hidden``) over ``mlp_grid``."""
+    cases = [("advantage", *g) for g in (UPDATE_GRID if grid is None else grid)]
+    cases += [("mlp", *g) for g in (MLP_UPDATE_GRID if mlp_grid is None else mlp_grid)]
     rows = []
-    for N, B, ell in UPDATE_GRID if grid is None else grid:
-        net, tr, tau, params, ucfg = _update_inputs(N, B, ell)
-        lo, hi, mask = net.col_lo, net.col_hi, net.mask
-        n_in, step = net.config.n_inputs, 3
-        data = (tr.V, tr.y, tr.alpha, tr.V_next, tr.y_next, tr.reward, tr.cont)
-        names = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
-
-        def fresh(dtype):
-            return {k: np.array(v, dtype=dtype) for k, v in params.items()}
-
-        p64 = fresh(np.float64)
-        diag64 = np.zeros((N, 3))
-        d64 = [np.asarray(a, np.float64) for a in data]
-        ul.update_local_reference(*d64, None, tau, mask, lo, hi, p64["K"], p64["bias"], p64["theta"],
-                                  p64["theta_bar"], p64["adam_m"], p64["adam_v"], diag64, n_in, 0,
-                                  ucfg, step)
-        want = [p64[k] for k in names]
-        tol = 2.0 ** -24 * max(32, N + B) * 4   # tests/kernels/test_update_local.py's, ×4 margin
-
-        pc = fresh(np.float32)
-        diag = np.zeros((N, 3), np.float32)
-        fused = lambda: ul.update_local_cpu(*data, None, tau, mask, lo, hi, pc["K"], pc["bias"],  # noqa: E731
-                                            pc["theta"], pc["theta_bar"], pc["adam_m"], pc["adam_v"],
-                                            diag, n_in, 0, ucfg, step)
-        fused()
-        _check([pc[k] for k in names], want, N, "update cpu", names, tol)
-        pn = fresh(np.float32)
-        comp = lambda: update_local_composed(*data, tau, mask, pn["K"], pn["bias"], pn["theta"],  # noqa: E731
-                                             pn["theta_bar"], pn["adam_m"], pn["adam_v"], n_in, 0,
-                                             ucfg, step)
-        comp()
-        _check([pn[k] for k in names], want, N, "update composed", names, tol)
-
-        nnz = int(np.sum(hi - lo))
-        flops, nbytes = update_counts(N, B, ell, B, nnz, n_in)
-        rate = sgemm_rate(B, N)
-        t_ceil = max(flops / rate, nbytes / copy_rate())
-        t_comp = time_host(comp, repeats)
-        t_fused = time_host(fused, repeats)
-        mk = lambda kernel, backend, t, note, comp_t=None: _row(  # noqa: E731
-            "update", kernel, backend, B, N, ell, t, flops, nbytes, t_ceil, comp_t, note)
-        rows.append(mk("roofline (ceiling)", "numpy", t_ceil,
-                       f"max(flops / SGEMM ({B},{N})x({N},{N}) {rate / 1e9:.0f} GFLOP/s, bytes / copy)"))
-        rows.append(mk("composed", "numpy", t_comp, "GEMMs per τ group + elementwise", t_comp))
-        rows.append(mk("fused", "cpu", t_fused, "numba.njit, update_local_cpu", t_comp))
-        if N <= reference_max_n:
-            pr = fresh(np.float64)
-            ref = lambda: ul.update_local_reference(*d64, None, tau, mask, lo, hi, pr["K"], pr["bias"],  # noqa: E731
-                                                    pr["theta"], pr["theta_bar"], pr["adam_m"],
-                                                    pr["adam_v"], diag64, n_in, 0, ucfg, step)
-            rows.append(mk("reference", "numpy", time_host(ref, repeats), "float64", t_comp))
-        if gpu_available():
-            rows.extend(_bench_update_gpu(data, tau, net, params, ucfg, n_in, step, want, names, tol,
-                                          flops, nbytes, B, N, ell))
+    for family, N, B, ell in cases:
+        rows.extend(_bench_update_case(family, N, B, ell, repeats, reference_max_n, mlp_hidden))
     return rows
 
 
-def _bench_update_gpu(data, tau, net, params, ucfg, n_in, step, want, names, tol, flops, nbytes,
-                      B, N, ell) -> list[Row]:
-    import cupy as cp
+def _bench_update_case(family, N, B, ell, repeats, reference_max_n, H) -> list[Row]:
+    net, tr, tau, params, ucfg = _update_inputs(N, B, ell, family, H)
+    lo, hi, mask = net.col_lo, net.col_hi, net.mask
+    n_in, step = net.config.n_inputs, 3
+    data = (tr.V, tr.y, tr.alpha, tr.V_next, tr.y_next, tr.reward, tr.cont)
+    faces, composed = _update_faces(family)
+    names = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
 
-    from leaky.kernels import update_local as ul
+    def fresh(dtype):
+        return {k: np.array(v, dtype=dtype) for k, v in params.items()}
 
-    d = [cp.asarray(a) for a in data]
-    dev = {k: cp.asarray(v) for k, v in params.items()}
-    idx = [cp.asarray(a) for a in (tau, net.mask, net.col_lo, net.col_hi)]
-    diag = cp.zeros((N, 3), cp.float32)
-    fused = lambda: ul.update_local_cuda(*d, None, *idx, dev["K"], dev["bias"], dev["theta"],  # noqa: E731
-                                         dev["theta_bar"], dev["adam_m"], dev["adam_v"], diag, n_in,
-                                         0, ucfg, step)
+    def call(fn, d, p, diag):
+        return lambda: fn(d, tau, mask, lo, hi, p, diag, n_in, ucfg, step)
+
+    d64 = [np.asarray(a, np.float64) for a in data]
+    p64, diag64 = fresh(np.float64), np.zeros((N, 3))
+    call(faces["numpy"], d64, p64, diag64)()
+    want = [p64[k] for k in names]
+    # tests/kernels/test_update_{local,mlp}.py's tolerances, with a margin of 4
+    tol = 2.0 ** -24 * max(32, N + B + (H + 32 if family == "mlp" else 0)) * 4
+
+    pc, pn = fresh(np.float32), fresh(np.float32)
+    fused = call(faces["cpu"], data, pc, np.zeros((N, 3), np.float32))
+    comp = call(composed, data, pn, None)
     fused()
-    _check([dev[k] for k in names], want, N, "update cuda", names, tol)
-    Xd = cp.asarray(data[0][0])
-    Kt = cp.ascontiguousarray(cp.asarray(net.K).T)
-    t_gemm = time_gpu(lambda: Xd @ Kt)
-    t_fused = time_gpu(fused)
-    t_ceil = flops / (2.0 * B * N * N / t_gemm)
-    return [_row("update", "fused", "cuda", B, N, ell, t_fused, flops, nbytes, t_ceil, None,
-                 "numba.cuda, one launch (ceiling: flops at the cuBLAS rate of the same shape)")]
+    _check([pc[k] for k in names], want, N, f"update {family} cpu", names, tol)
+    comp()
+    _check([pn[k] for k in names], want, N, f"update {family} composed", names, tol)
+
+    nnz = int(np.sum(hi - lo))
+    if family == "mlp":
+        flops, nbytes = mlp_update_counts(N, B, ell, B, H, nnz, n_in)
+        what, shape = f"mlp critics H = {H}", (B, (N - n_in) * H, N)
+    else:
+        flops, nbytes = update_counts(N, B, ell, B, nnz, n_in)
+        what, shape = "advantage critics", (B, N, N)
+    rate = sgemm_rate(shape[0], shape[2], N2=shape[1])
+    t_ceil = max(flops / rate, nbytes / copy_rate())
+    t_comp = time_host(comp, repeats)
+    t_fused = time_host(fused, repeats)
+    rows = []
+
+    def row(kernel, backend, t, note, comp_t=None):
+        rows.append(_row("update", kernel, backend, B, N, ell, t, flops, nbytes, t_ceil, comp_t,
+                         f"{what}; {note}"))
+
+    row("roofline (ceiling)", "numpy", t_ceil,
+        f"max(flops / SGEMM ({shape[0]},{shape[2]})x({shape[2]},{shape[1]}) {rate / 1e9:.0f} GFLOP/s, "
+        f"bytes / copy)")
+    row("composed", "numpy", t_comp, "GEMMs per τ group + elementwise", t_comp)
+    row("fused", "cpu", t_fused, "numba.njit", t_comp)
+    if N <= reference_max_n:
+        ref = call(faces["numpy"], d64, fresh(np.float64), diag64)
+        row("reference", "numpy", time_host(ref, repeats), "float64", t_comp)
+    if gpu_available():
+        import cupy as cp
+
+        pd = {k: cp.asarray(v) for k, v in params.items()}
+        dd = [cp.asarray(a) for a in data]
+        dt, dm, dl, dh = (cp.asarray(a) for a in (tau, mask, lo, hi))
+        gpu = lambda: faces["cuda"](dd, dt, dm, dl, dh, pd, cp.zeros((N, 3), cp.float32), n_in,  # noqa: E731
+                                    ucfg, step)
+        gpu()
+        _check([pd[k] for k in names], want, N, f"update {family} cuda", names, tol)
+        a = cp.asarray(np.ones((shape[0], shape[2]), np.float32))
+        b = cp.asarray(np.ones((shape[2], shape[1]), np.float32))
+        t_gemm = time_gpu(lambda: a @ b)
+        t_gpu = time_gpu(gpu)
+        rows.append(_row("update", "fused", "cuda", B, N, ell, t_gpu, flops, nbytes,
+                         flops / (2.0 * shape[0] * shape[1] * shape[2] / t_gemm), None,
+                         f"{what}; numba.cuda, one launch (ceiling: flops at cuBLAS's rate)"))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -585,8 +702,9 @@ def bench_train(grid=None, repeats: int = 7) -> list[Row]:
         t_local = time_host(lambda: local.learn(tr), repeats)
         t_ddpg = time_host(ddpg.update, repeats)
         ratio = t_ddpg / t_local
-        target = f"; target ≥ {TRAIN_TARGET:g}× at N = 256: {'met' if ratio >= TRAIN_TARGET else 'not met'}" \
-            if (N, B, ell) == (256, 256, 2) else ""
+        target = ""
+        if (N, B, ell) == (256, 256, 2):
+            target = f"; target ≥ {TRAIN_TARGET:g}×: {'met' if ratio >= TRAIN_TARGET else 'not met'}"
         rows.append(_row("train", "local update", "cpu", B, N, ell, t_local, u_flops, u_bytes,
                          max(u_flops / rate, u_bytes / bw), None,
                          f"{n_local} params, advantage critics{target}", samples_per_s=B / t_local,
@@ -643,7 +761,8 @@ SUITES: dict[str, Callable[..., list]] = {
     "step": lambda args: bench_step(QUICK_GRID if args.quick else None, repeats=3 if args.quick else 7,
                                     layered_grid=QUICK_LAYERED_GRID if args.quick else None),
     "update": lambda args: bench_update(QUICK_UPDATE_GRID if args.quick else None,
-                                        repeats=3 if args.quick else 7),
+                                        repeats=3 if args.quick else 7,
+                                        mlp_grid=QUICK_MLP_UPDATE_GRID if args.quick else None),
     "train": lambda args: bench_train(QUICK_TRAIN_GRID if args.quick else None,
                                       repeats=3 if args.quick else 7),
     "trace": lambda args: _trace_module().bench_trace(args),
@@ -675,8 +794,8 @@ def _cpu_model() -> str:
 
 
 def format_table(rows: list[Row]) -> str:
-    head = (f"{'suite':8} {'kernel':18} {'backend':7} {'B':>5} {'N':>5} {'ℓ':>2} {'time':>10} {'GFLOP/s':>8} "
-            f"{'GB/s':>7} {'ceil':>6} {'×comp':>6}  note")
+    head = (f"{'suite':8} {'kernel':18} {'backend':7} {'B':>5} {'N':>5} {'ℓ':>2} {'time':>10} "
+            f"{'GFLOP/s':>8} {'GB/s':>7} {'ceil':>6} {'×comp':>6}  note")
     lines = [head, "-" * len(head)]
     for r in rows:
         t = f"{r.seconds * 1e6:.1f} µs" if r.seconds < 1e-3 else f"{r.seconds * 1e3:.2f} ms"

@@ -41,6 +41,8 @@ def test_bench_step_quick_json(capsys):
 def test_bench_update_and_train_quick_json(capsys):
     rows = _run_json(capsys, "update", "train")
     kernels = {(r["suite"], r["kernel"], r["backend"]) for r in rows}
+    families = {r["note"].split(";")[0] for r in rows if r["suite"] == "update"}
+    assert families == {"advantage critics", "mlp critics H = 16"}
     assert {("update", "fused", "cpu"), ("update", "composed", "numpy"),
             ("update", "roofline (ceiling)", "numpy"), ("train", "local update", "cpu"),
             ("train", "ddpg update", "cpu")} <= kernels
@@ -91,6 +93,28 @@ def test_composed_update_is_the_reference(family, clock, optimizer):
                                 a["tau"], a["mask"], p["K"], p["bias"], p["theta"], p["theta_bar"],
                                 p["adam_m"], p["adam_v"], flags["n_inputs"], flags["activation"], cfg,
                                 flags["step"])
+    for key in ("K", "bias", "theta", "theta_bar") + (("adam_m", "adam_v") if optimizer == "adam" else ()):
+        scale = max(1.0, float(np.abs(want[key]).max()))
+        np.testing.assert_allclose(p[key], want[key], rtol=0, atol=1e-5 * scale, err_msg=key)
+
+
+@pytest.mark.parametrize("clock", ["causal", "internal"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("actor", [True, False])
+def test_composed_mlp_update_is_the_reference(clock, optimizer, actor):
+    from leaky.kernels import update_mlp as um
+    from tests.kernels.test_update_mlp import random_mlp_case, run_face
+
+    rng = np.random.default_rng(5)
+    args, params, cfg, flags = random_mlp_case(rng, 7, 19, 5, 3, 2, clock=clock, optimizer=optimizer,
+                                               actor=actor)
+    want = run_face(um.update_mlp_reference, args, params, cfg, flags)
+    p = {k: np.array(v, dtype=np.float32) for k, v in params.items()}
+    a = {k: (v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in args.items()}
+    bench.update_mlp_composed(a["Vs"], a["ys"], a["alphas"], a["Vn"], a["yn"], a["r"], a["cont"],
+                              a["tau"], a["mask"], p["K"], p["bias"], p["theta"], p["theta_bar"],
+                              p["adam_m"], p["adam_v"], flags["n_inputs"], flags["activation"], cfg,
+                              flags["step"])
     for key in ("K", "bias", "theta", "theta_bar") + (("adam_m", "adam_v") if optimizer == "adam" else ()):
         scale = max(1.0, float(np.abs(want[key]).max()))
         np.testing.assert_allclose(p[key], want[key], rtol=0, atol=1e-5 * scale, err_msg=key)
