@@ -774,13 +774,28 @@ def machine() -> dict:
 
     info = {"python": sys.version.split()[0], "numpy": np.__version__, "numba": numba.__version__,
             "threads": numba.get_num_threads(), "platform": platform.platform(), "cpu": _cpu_model(),
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"), "cpu_idle": _cpu_idle()}
     if gpu_available():
         import cupy as cp
 
         info["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
         info["cupy"] = cp.__version__
     return info
+
+
+def _cpu_idle(seconds: float = 0.2) -> float | None:
+    """Fraction of all cores idle over ``seconds`` (Linux): below 1, others shared the machine."""
+    def sample():
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+    try:
+        a = sample()
+        time.sleep(seconds)
+        b = sample()
+    except (OSError, ValueError):
+        return None
+    d = [y - x for x, y in zip(a, b)]
+    return round((d[3] + d[4]) / max(1, sum(d)), 2)   # idle + iowait
 
 
 def _cpu_model() -> str:
@@ -817,14 +832,14 @@ def run(args) -> int:
 
         known = [s for s in SUITES if s != "trace" or _trace_module() is not None]
         raise ConfigError(f"bench: unknown suite(s) {unknown}; expected some of {known}")
+    info = machine()   # before the suites: cpu_idle says whether others were using the machine
     rows: list[Row] = []
     trace_rows: list[dict] = []
     for s in suites:
         (trace_rows if s == "trace" else rows).extend(SUITES[s](args))
     if args.json:
-        print(json.dumps({"machine": machine(), "rows": [asdict(r) for r in rows] + trace_rows}, indent=1))
+        print(json.dumps({"machine": info, "rows": [asdict(r) for r in rows] + trace_rows}, indent=1))
     else:
-        info = machine()
         print("# " + ", ".join(f"{k} {v}" for k, v in info.items()))
         if rows:
             print(format_table(rows))
