@@ -16,6 +16,8 @@ Options (:class:`LocalConfig`; defaults are DESIGN.md's, the paper's literal rul
 ``baseline``    ``own`` | ``dopamine``
 ``data``        ``online`` (each step's cache once, one step late) | ``replay`` (a device buffer,
                 ``updates_per_step`` minibatches of ``batch_size`` per environment step)
+``hidden_noise_scale``  exploration noise of the hidden neurons relative to the outputs' (0:
+                only the outputs explore, so only they learn; their critics see no hidden noise)
 ``actor_neurons``  ``all`` | ``outputs`` (a diagnostic: hidden neurons keep their weights, so the
                 network is a fixed random feature map under a learning output layer)
 ``value_*``     the shared value behind ``dopamine`` (:mod:`leaky.value`): features ``voltages``
@@ -56,6 +58,7 @@ class LocalConfig:
     tau_soft: float = 0.005
     gamma: float = 0.99
     noise_std: float = 0.1
+    hidden_noise_scale: float = 1.0
     value_lr: float = 1e-3
     value_features: str = "voltages"
     value_input: str = "all"
@@ -107,7 +110,9 @@ class LocalLearner(OnlineLearner):
     """Every neuron learns from its own critic; one fused update per environment step."""
 
     def __init__(self, net: Network, cfg: LocalConfig):
-        super().__init__(net, cfg.noise_std, cfg.seed)
+        std = np.full(net.n_neurons, cfg.noise_std)
+        std[: net.n_neurons - net.config.n_outputs] *= cfg.hidden_noise_scale   # per-layer noise scale
+        super().__init__(net, std, cfg.seed)
         self.cfg = cfg
         be, N = net.backend, net.n_neurons
         self.ucfg = cfg.update_config()

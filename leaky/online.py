@@ -39,7 +39,7 @@ class OnlineLearner(ABC):
     def __init__(self, net: Network, noise_std: float, seed: int):
         self.net = net
         self.xp = net.xp
-        self.noise_std = float(noise_std)
+        self.noise_std = noise_std   # a float, or one std per neuron (N,)
         self.rng = net.backend.rng(seed + 7919)
         self._current: tuple[StepCache, Any] | None = None   # cache and noise of the latest act
         self._pending: dict | None = None                     # step t, waiting for step t+1
@@ -51,7 +51,7 @@ class OnlineLearner(ABC):
     def act(self, V, obs, explore: bool = True):
         net = self.net
         B = V.shape[0]
-        noise = net.sample_noise(self.rng, B, self.noise_std) if explore and self.noise_std > 0 else None
+        noise = net.sample_noise(self.rng, B, self.noise_std) if explore and np.max(self.noise_std) > 0 else None
         V_end, action, cache = net.step(V, obs, noise)
         if explore:
             self._current = (cache, noise if noise is not None else net.backend.zeros(cache.alpha.shape))
@@ -68,7 +68,7 @@ class OnlineLearner(ABC):
         boot = None
         if (truncated & ~terminated).any():
             _, _, boot = self.net.step(V_end, next_obs, self.net.sample_noise(self.rng, V_end.shape[0], self.noise_std)
-                                       if self.noise_std > 0 else None)
+                                       if np.max(self.noise_std) > 0 else None)
         self._ready = self._pending
         self._pending = {"cache": cache, "noise": noise, "reward": be.asarray(reward),
                          "terminated": be.asarray(terminated.astype(np.float64)),
