@@ -14,6 +14,7 @@ COMMANDS = (
     "leaky.train",
     "leaky.bench",
     "leaky.sweep",
+    "leaky.trace_cli",
 )
 
 
