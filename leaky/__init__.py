@@ -12,13 +12,14 @@ from leaky.backend import Backend, get_backend, gpu_available, to_numpy
 from leaky.config import NetworkConfig
 from leaky.errors import ConfigError, DivergenceError, InputError, LeakyError, TraceError
 from leaky.network import Network, StepCache
+from leaky.trace import Trace, TraceReader, export_minari, open_trace
 from leaky.train import TrainConfig, TrainResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "ConfigError", "DivergenceError", "InputError", "LeakyError", "Network",
-    "NetworkConfig", "StepCache", "TraceError", "TrainConfig", "TrainResult", "get_backend",
+    "NetworkConfig", "StepCache", "Trace", "TraceError", "TraceReader", "export_minari", "open_trace", "TrainConfig", "TrainResult", "get_backend",
     "gpu_available", "to_numpy",
     "__version__",
 ]

@@ -44,6 +44,7 @@ class OnlineLearner(ABC):
         self._current: tuple[StepCache, Any] | None = None   # cache and noise of the latest act
         self._pending: dict | None = None                     # step t, waiting for step t+1
         self._ready: dict | None = None                       # step t-1, complete at update()
+        self.last_noise = None
         self.updates = 0
 
     # -- the learner protocol of leaky.train -----------------------------------------------
@@ -53,6 +54,7 @@ class OnlineLearner(ABC):
         B = V.shape[0]
         noise = net.sample_noise(self.rng, B, self.noise_std) if explore and np.max(self.noise_std) > 0 else None
         V_end, action, cache = net.step(V, obs, noise)
+        self.last_noise = noise   # (ℓ, B, N) or None: what the trace logs
         if explore:
             self._current = (cache, noise if noise is not None else net.backend.zeros(cache.alpha.shape))
         return V_end, action

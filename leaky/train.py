@@ -356,8 +356,12 @@ def train(cfg: TrainConfig) -> TrainResult:
                             acc[0] += float(v)
                             acc[1] += 1
             if trace is not None:
+                noise = getattr(learner, "last_noise", None)
                 trace.log_step(obs=obs, actions=act_np, rewards=reward, terminations=term, truncations=trunc,
-                               next_obs=final_obs)
+                               next_obs=final_obs, voltages=V_end,
+                               noise=None if noise is None else noise[-1])
+                if trace.weights_due(step):
+                    trace.log_weights(step, to_numpy(net.K), to_numpy(net.b))
                 if metrics and it % 10 == 0:
                     trace.log_training(step, **{k: float(v) for k, v in metrics.items() if np.isscalar(v)})
             ep_return += reward
@@ -411,7 +415,10 @@ def _save(cfg, net, learner, iteration, evaluations, train_returns):
 
 
 def _open_trace(cfg, net, envs):
-    from leaky.trace import Trace
+    from leaky.trace import DEFAULT_TRAINING_FIELDS, Trace
+
+    TRACE_FIELDS = tuple(DEFAULT_TRAINING_FIELDS) + tuple(
+        f for f in ("slope",) if f not in DEFAULT_TRAINING_FIELDS)
 
     import leaky
 
@@ -419,7 +426,9 @@ def _open_trace(cfg, net, envs):
                  act_dim=int(np.prod(envs.single_action_space.shape)), n_neurons=net.n_neurons,
                  delay=net.delay, config={"train": cfg.to_dict(), "network": net.config.to_dict(),
                                           "leaky": leaky.__version__},
-                 seeds={"train": cfg.seed, "eval": 10_000 + cfg.seed * 1000}, **cfg.trace_options)
+                 seeds={"train": cfg.seed, "eval": 10_000 + cfg.seed * 1000},
+                 observation_space=envs.single_observation_space, action_space=envs.single_action_space,
+                 env_id=cfg.env, **{"training_fields": TRACE_FIELDS, **cfg.trace_options})
 
 
 # -- command line ---------------------------------------------------------------------------------

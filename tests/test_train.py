@@ -98,3 +98,20 @@ def test_cli_train_json(capsys):
                  "--eval-every", "400", "--eval-episodes", "1", "--no-progress", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["env_steps"] == 400 and len(out["evaluations"]) == 1
+
+
+def test_training_writes_a_trace_that_inspect_reads(tmp_path, capsys):
+    from leaky.trace import open_trace
+
+    path = str(tmp_path / "run.h5")
+    train(TrainConfig(learner="local", trace=path, **{**SMALL, "steps": 1600}))
+    reader = open_trace(path)
+    assert reader.n_episodes == 2                       # env 0 ran two 200-step episodes of 400 steps
+    ep = reader.episode(0)
+    assert ep.observations.shape == (201, 3) and np.isfinite(ep.voltages).all()
+    assert np.isfinite(ep.noise).all()
+    table = reader.training()
+    assert np.isfinite(table["eval_return"]).sum() == 4     # one per evaluation (every 400 steps)
+    assert main(["inspect", path, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["episodes"]["count"] == 2 and summary["episodes"]["length"]["mean"] == 200
