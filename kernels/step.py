@@ -26,7 +26,10 @@ import types
 import numpy as np
 from llvmlite.binding import get_host_cpu_features
 from numba import config as numba_config
-from numba import float32, get_num_threads, njit, prange
+from numba import carray, float32, get_num_threads, njit, prange
+from numba import types as nbtypes
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 try:  # the cuda face needs numba-cuda (the `cuda13`/`cuda12` extras); the others do not
     from numba import cuda
@@ -122,26 +125,36 @@ def step_composed(xp, V0, u, K, bias, leak, xi, n_inputs, activation, inhibition
 # cpu: numba.njit, fused; register-tiled pre-activations, at most one parallel region per call
 # ---------------------------------------------------------------------------------------------
 #
-# z = V Kᵀ is B·N dot products over each row's presynaptic range col_lo…col_hi. A tile of
-# 4 batch rows × 4 neurons keeps 16 of them in flight: each step along the range loads 4
-# voltages and 4 weights for 16 multiply-adds, and fastmath reassociation lets LLVM give each
-# of the 16 its own vector accumulator (16 lanes with AVX-512, 24 of 32 registers in use).
-# With AVX2's 16 registers that tile spills (measured 80 GFLOP/s against 118 for 2 × 4), so
-# there the tiles are 2 rows × 4 neurons.
+# z = V Kᵀ + b, one internal step at a time, in register tiles of two kinds.
+#
+# Outer-product tiles (AVX-512, B ≥ 8, B·ℓ ≥ 64): 8 batch rows × 32 neurons. Each call first
+# packs every 32-neuron group's weights as a contiguous panel of Kᵀ (0.2 ns per weight); per
+# presynaptic column m a tile loads two vectors of the panel and broadcasts eight voltages into
+# 16 vector accumulators, which live in a stack array LLVM keeps in registers. 165–268 GFLOP/s
+# on one Zen 5 core for N = 64 … 1024 (OpenBLAS's Haswell kernels: 121–135).
+#
+# Dot tiles (every other case, and the rows and neurons the outer tiles leave over): 4 batch
+# rows × 4 neurons, 16 dot products over the presynaptic range, each its own vector
+# accumulator (fastmath reassociation), then 16 horizontal reductions: these cost ~12 ns per
+# tile, as much as 85 columns, so dot tiles reach 60–180 GFLOP/s depending on the row length.
+# With AVX2's 16 registers the 4 × 4 tile spills (measured 80 GFLOP/s against 118 for 2 × 4),
+# so there the dot tiles are 2 × 4 and no outer tiles run.
+#
 # The loops index slices from 0, so numba emits no negative-index wrap-around selects, and
 # error_model="numpy" drops Python's zero-division checks: either one stops LLVM vectorising.
-# The four neurons of a tile share the union of their ranges, widened to a whole number of
-# vectors where the row has room; that is exact (K is stored masked, and 0·V = 0 for finite V,
-# as in the reference's dense product) and costs a layered network at most 15 extra columns per
-# tile and one tile of a neighbouring layer's columns per layer boundary, never the dense N×N.
-# The activation pass runs per row right after its pre-activations, with a vectorisable tanh.
+# The neurons of a tile share the union of their presynaptic ranges col_lo…col_hi, widened to a
+# whole number of vectors where the row has room; that is exact (K is stored masked, and
+# 0·V = 0 for finite V, as in the reference's dense product) and costs a layered network a few
+# extra columns per tile and one tile of a neighbouring layer's columns per layer boundary,
+# never the dense N×N. The activation pass runs per row right after its pre-activations, with
+# a vectorisable tanh.
 #
 # Every batch row evolves independently through all ℓ internal steps (inhibition is per row),
 # so the parallel schedule "rows" gives each task a block of rows and all ℓ steps: one parallel
 # region per call, no barrier between internal steps. A batch too small to split (fewer than
 # 4 rows per thread) uses "neurons" instead: each internal step splits its neurons, one region
-# per step. Both schedules and the serial one run the same tiles over the same 4-aligned row
-# and neuron groups, so a result does not depend on the schedule or the thread count.
+# per step. All schedules run the same tiles over the same 8-aligned row blocks and 32-aligned
+# neuron groups, so a result does not depend on the schedule or the thread count.
 
 _TILE = 4         # neurons per register tile; row blocks are whole multiples of it
 _LANES = 16       # float32 lanes of one AVX-512 vector: what the tile loops advance by
@@ -155,6 +168,12 @@ def _host_has_avx512():
 
 
 _TILE_ROWS = 4 if _host_has_avx512() else 2  # batch rows per register tile (a compile constant)
+_OUTER = _TILE_ROWS == 4   # outer-product tiles need 32 vector registers (AVX-512)
+_OUTER_ROWS = 8    # batch rows × neurons of an outer-product tile: 16 AVX-512 accumulators
+_OUTER_COLS = 32
+# Packing the panels costs 0.2 ns per weight; an outer tile saves 4–8·10⁻³ ns per weight, row
+# and internal step over a dot tile (measured, N = 64 … 256): below B·ℓ = 64 it does not pay.
+_OUTER_MIN_ROWS_STEPS = 64
 
 
 def _cpu_jit(**flags):
@@ -236,6 +255,57 @@ def _tile4x4(V, K, bias, b0, n0, lo, hi, z):
     _store4(z, b0 + 3, n0, bias, a30, a31, a32, a33)
 
 
+@intrinsic
+def _stack_empty(typingctx, size, like):
+    """A pointer to ``size`` (a literal) elements of ``like``'s dtype on the stack (an alloca)."""
+    if not isinstance(size, nbtypes.IntegerLiteral):
+        return None
+    n = size.literal_value
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(like.dtype)
+        return cgutils.alloca_once(builder, ty, size=context.get_constant(nbtypes.intp, n))
+
+    return nbtypes.CPointer(like.dtype)(size, like), codegen
+
+
+@_cpu_jit(inline="always")
+def _outer8x32(V, panel, bias, b0, n0, lo, hi, z):
+    """z[b0:b0+8, n0:n0+32] = V[b0:b0+8, lo:hi] · panel[lo:hi] + bias[n0:n0+32].
+
+    ``panel (N, 32)``: the packed Kᵀ columns of neurons n0…n0+31 (:func:`_pack_panels`).
+
+    An outer-product tile: per column m, two vectors of weights times eight broadcast voltages into
+    16 vector accumulators. The accumulators live in a stack array that LLVM keeps in
+    registers (written row by row: a loop over the rows defeats that), so unlike the dot tiles
+    there is no horizontal reduction at the end, which costs as much as ~85 columns.
+    """
+    acc = carray(_stack_empty(256, z), (8, 32))
+    for j in range(32):
+        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = z.dtype.type(0)
+        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = z.dtype.type(0)
+    v0, v1, v2, v3 = V[b0, lo:hi], V[b0 + 1, lo:hi], V[b0 + 2, lo:hi], V[b0 + 3, lo:hi]
+    v4, v5, v6, v7 = V[b0 + 4, lo:hi], V[b0 + 5, lo:hi], V[b0 + 6, lo:hi], V[b0 + 7, lo:hi]
+    for m in range(hi - lo):
+        x0, x1, x2, x3, x4, x5, x6, x7 = v0[m], v1[m], v2[m], v3[m], v4[m], v5[m], v6[m], v7[m]
+        w = panel[lo + m]
+        for j in range(32):
+            k = w[j]
+            acc[0, j] += x0 * k
+            acc[1, j] += x1 * k
+            acc[2, j] += x2 * k
+            acc[3, j] += x3 * k
+            acc[4, j] += x4 * k
+            acc[5, j] += x5 * k
+            acc[6, j] += x6 * k
+            acc[7, j] += x7 * k
+    c = bias[n0:n0 + 32]
+    for r in range(8):
+        zr = z[b0 + r, n0:n0 + 32]
+        for j in range(32):
+            zr[j] = acc[r, j] + c[j]
+
+
 @_cpu_jit(inline="always")
 def _tile2x4(V, K, bias, b0, n0, lo, hi, z):
     """Two batch rows × 4 neurons: the tile for CPUs with 16 vector registers (AVX2)."""
@@ -274,33 +344,76 @@ def _tile_single(V, K, bias, b, n, lo, hi, z):
     z[b, n] = a + bias[n]
 
 
-@_cpu_jit()
-def _preactivate(V, K, bias, col_lo, col_hi, r0, r1, n0, n1, z):
-    """z[r0:r1, n0:n1] = V[r0:r1] Kᵀ[:, n0:n1] + bias[n0:n1], with n0 a multiple of 4.
-
-    Neuron groups outside, row tiles inside: a group's 4 rows of K stay in L1 while the rows'
-    voltages stream from L2.
-    """
-    for g in range(n0, n1, _TILE):
-        g1 = min(g + _TILE, n1)
-        lo, hi = _group_range(col_lo, col_hi, g, g1)
-        if g1 - g == _TILE:
-            b = r0
-            if _TILE_ROWS == 4:
-                while b + 4 <= r1:
-                    _tile4x4(V, K, bias, b, g, lo, hi, z)
-                    b += 4
-            else:
-                while b + 2 <= r1:
-                    _tile2x4(V, K, bias, b, g, lo, hi, z)
-                    b += 2
-            while b < r1:
-                _tile1x4(V, K, bias, b, g, lo, hi, z)
-                b += 1
+@_cpu_jit(inline="always")
+def _dot_rows(V, K, bias, r0, r1, g, g1, lo, hi, z):
+    """z[r0:r1, g:g1] with dot tiles: 4 (or 2) rows × 4 neurons, then single rows; g1 - g ≤ 4."""
+    if g1 - g == _TILE:
+        b = r0
+        if _TILE_ROWS == 4:
+            while b + 4 <= r1:
+                _tile4x4(V, K, bias, b, g, lo, hi, z)
+                b += 4
         else:
-            for n in range(g, g1):
-                for b in range(r0, r1):
-                    _tile_single(V, K, bias, b, n, lo, hi, z)
+            while b + 2 <= r1:
+                _tile2x4(V, K, bias, b, g, lo, hi, z)
+                b += 2
+        while b < r1:
+            _tile1x4(V, K, bias, b, g, lo, hi, z)
+            b += 1
+    else:
+        for n in range(g, g1):
+            for b in range(r0, r1):
+                _tile_single(V, K, bias, b, n, lo, hi, z)
+
+
+@_cpu_jit()
+def _preactivate(V, K, Kp, bias, col_lo, col_hi, r0, r1, n0, n1, z):
+    """z[r0:r1, n0:n1] = V[r0:r1] Kᵀ[:, n0:n1] + bias[n0:n1], with n0 a multiple of 32.
+
+    With panels ``Kp`` (``outer``): groups of 32 neurons, 8-row outer-product tiles, the rows
+    left over by dot tiles. Then (or without panels) groups of 4 neurons with dot tiles.
+    Neuron groups outside, row tiles inside: a group's weights stay in L1 (dot) or L2 (outer)
+    while the rows' voltages stream from L2.
+    """
+    g = n0
+    if Kp.shape[0] > 0:
+        while g + _OUTER_COLS <= n1:
+            lo, hi = _group_range(col_lo, col_hi, g, g + _OUTER_COLS)
+            b = r0
+            while b + _OUTER_ROWS <= r1:
+                _outer8x32(V, Kp[g // _OUTER_COLS], bias, b, g, lo, hi, z)
+                b += _OUTER_ROWS
+            if b < r1:
+                for g4 in range(g, g + _OUTER_COLS, _TILE):
+                    lo4, hi4 = _group_range(col_lo, col_hi, g4, g4 + _TILE)
+                    _dot_rows(V, K, bias, b, r1, g4, g4 + _TILE, lo4, hi4, z)
+            g += _OUTER_COLS
+    for g4 in range(g, n1, _TILE):
+        g1 = min(g4 + _TILE, n1)
+        lo, hi = _group_range(col_lo, col_hi, g4, g1)
+        _dot_rows(V, K, bias, r0, r1, g4, g1, lo, hi, z)
+
+
+@_cpu_jit()
+def _pack_panels(K, col_lo, col_hi, Kp):
+    """Kp[i, m, j] = K[32i + j, m]: each 32-neuron group's weights as a contiguous panel.
+
+    Only the columns the group's outer tiles read are packed. Eight rows of K at a time: 32
+    rows N floats apart (4 KiB at N = 1024) share one L1 set and evict each other.
+    """
+    for i in range(Kp.shape[0]):
+        g = i * _OUTER_COLS
+        lo, hi = _group_range(col_lo, col_hi, g, g + _OUTER_COLS)
+        panel = Kp[i, lo:hi]
+        for p in range(0, _OUTER_COLS, 8):
+            k0, k1, k2, k3 = K[g + p, lo:hi], K[g + p + 1, lo:hi], K[g + p + 2, lo:hi], \
+                K[g + p + 3, lo:hi]
+            k4, k5, k6, k7 = K[g + p + 4, lo:hi], K[g + p + 5, lo:hi], K[g + p + 6, lo:hi], \
+                K[g + p + 7, lo:hi]
+            for m in range(hi - lo):
+                w = panel[m]
+                w[p], w[p + 1], w[p + 2], w[p + 3] = k0[m], k1[m], k2[m], k3[m]
+                w[p + 4], w[p + 5], w[p + 6], w[p + 7] = k4[m], k5[m], k6[m], k7[m]
 
 
 @_cpu_jit(inline="always")
@@ -367,8 +480,10 @@ def _load_row(V0, u, n_inputs, pulse, b, Vc):
 
 
 def _step_cpu_body(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activation, inhibition,
-                   kappa, pulse, Vc, z, y, alpha, row_block, neuron_tasks):
+                   kappa, pulse, Vc, z, y, alpha, row_block, neuron_tasks, outer):
     ell, B, N = xi.shape
+    Kp = np.empty((N // _OUTER_COLS if outer else 0, N, _OUTER_COLS), dtype=K.dtype)
+    _pack_panels(K, col_lo, col_hi, Kp)
     if neuron_tasks == 0:  # schedule "rows" (and serial): a task owns rows for all ℓ steps
         for blk in prange((B + row_block - 1) // row_block):
             r0 = blk * row_block
@@ -376,18 +491,19 @@ def _step_cpu_body(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activatio
             for b in range(r0, r1):
                 _load_row(V0, u, n_inputs, pulse, b, Vc)
             for tau in range(ell):
-                _preactivate(Vc[tau], K, bias, col_lo, col_hi, r0, r1, 0, N, z[tau])
+                _preactivate(Vc[tau], K, Kp, bias, col_lo, col_hi, r0, r1, 0, N, z[tau])
                 for b in range(r0, r1):
                     _activate_row(tau, b, u, leak, xi, n_inputs, activation, inhibition, kappa,
                                   pulse, Vc, z, y, alpha)
     else:  # schedule "neurons": every internal step splits its neurons over the tasks
         for b in range(B):
             _load_row(V0, u, n_inputs, pulse, b, Vc)
-        per_task = ((N + neuron_tasks - 1) // neuron_tasks + _TILE - 1) // _TILE * _TILE
+        per_task = -(-N // neuron_tasks)
+        per_task = -(-per_task // _OUTER_COLS) * _OUTER_COLS   # whole 32-neuron groups
         for tau in range(ell):
             for task in prange(neuron_tasks):
                 n0 = min(N, task * per_task)
-                _preactivate(Vc[tau], K, bias, col_lo, col_hi, 0, B, n0, min(N, n0 + per_task),
+                _preactivate(Vc[tau], K, Kp, bias, col_lo, col_hi, 0, B, n0, min(N, n0 + per_task),
                              z[tau])
             for b in range(B):
                 _activate_row(tau, b, u, leak, xi, n_inputs, activation, inhibition, kappa,
@@ -438,8 +554,8 @@ def cpu_schedule(B, ell, nnz, schedule=None):
     if schedule == "serial":
         return "serial", _ROW_BLOCK, 0
     threads = get_num_threads()
-    if schedule == "rows":  # blocks of whole tiles, at most _ROW_BLOCK rows, ≥ 1 per thread
-        return "rows", min(_ROW_BLOCK, -(-B // (threads * _TILE)) * _TILE), 0
+    if schedule == "rows":  # blocks of whole 8-row tiles, at most _ROW_BLOCK rows, ≥ 1 per thread
+        return "rows", min(_ROW_BLOCK, -(-B // (threads * _OUTER_ROWS)) * _OUTER_ROWS), 0
     return "neurons", _ROW_BLOCK, threads
 
 
@@ -457,8 +573,11 @@ def step_cpu(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activation, inh
         nnz = presynaptic_count(col_lo, col_hi)
     name, row_block, neuron_tasks = cpu_schedule(B, ell, nnz, schedule)
     kernel = _step_cpu_serial if name == "serial" else _step_cpu_parallel
+    outer = (_OUTER and B >= _OUTER_ROWS and B * ell >= _OUTER_MIN_ROWS_STEPS
+             and K.shape[0] >= _OUTER_COLS)
     kernel(V0, u, K, bias, leak, xi, col_lo, col_hi, int(n_inputs), int(activation),
-           int(inhibition), float(kappa), bool(pulse), Vc, z, y, alpha, row_block, neuron_tasks)
+           int(inhibition), float(kappa), bool(pulse), Vc, z, y, alpha, row_block, neuron_tasks,
+           outer)
     return out
 
 

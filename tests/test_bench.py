@@ -121,11 +121,12 @@ def test_composed_mlp_update_is_the_reference(clock, optimizer, actor):
 
 
 @pytest.mark.parametrize("B, N, topology", [(1, 70, "dense"), (6, 130, "sparse"), (13, 300, "dense"),
-                                            (33, 67, "layered")])
+                                            (33, 67, "layered"), (43, 100, "sparse")])
 def test_cpu_step_schedules_agree_exactly(B, N, topology):
-    """The bench times forced schedules: each one is the same computation, bit for bit."""
+    """The bench times forced schedules: each one is the same computation, bit for bit (dot
+    tiles only at B = 1, 6, 13; outer-product tiles and left-over rows at B = 33, 43)."""
     from leaky.network import Network
-    from tests.kernels.step_cases import random_step_case
+    from tests.kernels.step_cases import assert_faces_agree, random_step_case
 
     rng = np.random.default_rng(B)
     cfg, V0, obs, xi = random_step_case(rng, B, N, 2, 1, 3, topology=topology, inhibition="divisive")
@@ -140,5 +141,9 @@ def test_cpu_step_schedules_agree_exactly(B, N, topology):
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             np.testing.assert_array_equal(a, b)
+    want = step_kernels.step_reference(V0, obs, net.K, net.b, net.leak, xi, net.col_lo, net.col_hi, 2, 0,
+                                       1, cfg.kappa, False)
+    names = ("V", "z", "y", "alpha")
+    assert_faces_agree(dict(zip(names, outs[0])), dict(zip(names, want)), N)
     with pytest.raises(ValueError, match="schedule"):
         step_kernels.cpu_schedule(B, 3, N * N, "diagonal")
