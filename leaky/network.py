@@ -143,6 +143,7 @@ class Network:
         self.col_lo = np.where(any_nz, nz.argmax(axis=1), 0).astype(np.int32)
         self.col_hi = np.where(any_nz, N - nz[:, ::-1].argmax(axis=1), 0).astype(np.int32)
         self._tile_lo, self._tile_hi = step_kernels.tile_ranges(self.col_lo, self.col_hi)
+        self._nnz = step_kernels.presynaptic_count(self.col_lo, self.col_hi)
 
         be = self.backend
         self.K = be.asarray(K)
@@ -306,7 +307,7 @@ class Network:
             out = (be.empty((ell + 1, B, N)), be.empty((ell, B, N)), be.empty((ell, B, N)),
                    be.empty((ell, B, N)))
             if be.name == "cpu":
-                step_kernels.step_cpu(*args, self.col_lo, self.col_hi, *flags, out=out)
+                step_kernels.step_cpu(*args, self.col_lo, self.col_hi, *flags, out=out, nnz=self._nnz)
             else:
                 step_kernels.step_cuda(*args, self._tile_lo_dev, self._tile_hi_dev, *flags, out=out)
         return StepCache(*out)
