@@ -70,7 +70,7 @@ def _compiled(fn, name, **flags):
     cache files)."""
     clone = types.FunctionType(fn.__code__, fn.__globals__, name)
     clone.__qualname__ = name
-    return njit(cache=True, fastmath=_FAST, **flags)(clone)
+    return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)(clone)
 
 
 def _cuda_jit(fn):
@@ -434,26 +434,78 @@ _step_param, _step_param_cuda = shared(_step_param)
 
 
 # ---------------------------------------------------------------------------------------------
-# cpu: numba.njit, parallel over neurons (each neuron touches only its own rows)
+# cpu: numba.njit; tiles of up to four neurons that learn from the same slices
 # ---------------------------------------------------------------------------------------------
+#
+# Neurons are sorted by their slice τ and cut into tiles of TILE_CPU that share it, so every
+# transition's voltage row, loaded once, feeds four neurons. Per tile and transition:
+#   1. twelve dot products (w, p, w̄ of four neurons against x, x'), each a reduction over the
+#      contiguous features m (vectorised under reassociation), then the four residuals;
+#   2. the eight gradient rows (Σ e·x, Σ e·d·x of four neurons) as one axpy pass over m.
+# After the critic steps, the actor pass does the same with four slopes (p·x, updated p) and
+# the four rows of K. The critic rows are copied masked (f ⊙ w) and compacted to the tile's
+# feature range, so every inner loop indexes slices from 0 and multiplies no mask. Loops run
+# under error_model="numpy" (no zero-division checks, which stop LLVM vectorising).
+
+TILE_CPU = 4
+
+
+def _cpu_jit(**flags):
+    return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)
+
 
 # Plain (not inlined) calls: several inlined call sites of the multi-return activate in one
 # function trip numba's pedantic IR check (NumbaIRAssumptionWarning); LLVM inlines them anyway.
-@njit(cache=True, fastmath=_FAST)
+@_cpu_jit()
 def _sigma(y, code):
     return activate(y, code)
 
 
-@njit(cache=True, fastmath=_FAST)
+@_cpu_jit()
 def _sigma_grad(y, code):
     return activate_grad(y, code)
 
 
-@njit(cache=True, fastmath=_FAST)
-def _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K,
-                       bias, theta, theta_bar, adam_m, adam_v, diag, activation, family, view,
-                       baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
-                       step_size, eps_hat):
+@_cpu_jit()
+def _cpu_tiles(tau, n_inputs, N):
+    """``(order, starts)``: the agents sorted by slice (stable), and tile ``j`` =
+    ``order[starts[j]:starts[j + 1]]``, at most TILE_CPU neurons of one slice."""
+    order = n_inputs + np.argsort(tau[n_inputs:N], kind="mergesort").astype(np.int64)
+    A = N - n_inputs
+    starts = np.empty(A + 1, dtype=np.int64)
+    j = 0
+    i = 0
+    while i < A:
+        starts[j] = i
+        j += 1
+        k = i + 1
+        while k < A and k - i < TILE_CPU and tau[order[k]] == tau[order[i]]:
+            k += 1
+        i = k
+    starts[j] = A
+    return order, starts[:j + 1]
+
+
+@_cpu_jit()
+def _union_range(ids, k, col_lo, col_hi):
+    """The smallest ``[lo, hi)`` holding every non-empty ``[col_lo[n], col_hi[n])`` of the tile."""
+    lo = col_lo.shape[0]
+    hi = 0
+    for i in range(k):
+        n = ids[i]
+        if col_hi[n] > col_lo[n]:
+            lo = min(lo, col_lo[n])
+            hi = max(hi, col_hi[n])
+    if hi <= lo:
+        return 0, 0
+    return lo, hi
+
+
+@_cpu_jit()
+def _update_tile_cpu(ids, k, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi,
+                     K, bias, theta, theta_bar, adam_m, adam_v, diag, activation, family, view,
+                     baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
+                     step_size, eps_hat):
     T, B, N = Vs.shape
     dt = theta.dtype.type
     zero = dt(0.0)
@@ -461,112 +513,201 @@ def _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col
     half = dt(0.5)
     ic, iu, ih = 2 * N, 2 * N + 1, 2 * N + 2
     t0, t1 = 0, T
-    if tau[n] >= 0:
-        t0 = tau[n]
+    if tau[ids[0]] >= 0:
+        t0 = tau[ids[0]]
         t1 = t0 + 1
-    count = (t1 - t0) * B
-    inv = one / dt(count)
+    inv = one / dt((t1 - t0) * B)
     lo, hi = 0, N
-    feat = np.ones(N, dtype=theta.dtype)
     if view == 1:
-        lo, hi = col_lo[n], col_hi[n]
-        for m in range(N):
-            feat[m] = one if mask[n, m] != 0 else zero
-    gw = np.zeros(N, dtype=theta.dtype)
-    gp = np.zeros(N, dtype=theta.dtype)
+        lo, hi = _union_range(ids, k, col_lo, col_hi)
+    L = hi - lo
+    klo, khi = _union_range(ids, k, col_lo, col_hi)
+    KL = khi - klo
+    own_linear = family == 0 and baseline == 0
 
-    c, u, h = theta[n, ic], theta[n, iu], theta[n, ih]
-    cb, ub = theta_bar[n, ic], theta_bar[n, iu]
-    sum_e = zero
-    sum_abs = zero
-    g_u = zero
-    g_h = zero
+    # masked, compacted critic rows; unused slots of a short tile stay zero
+    W = np.zeros((3 * TILE_CPU, L), dtype=theta.dtype)       # w0..3, p0..3, w̄0..3
+    G = np.zeros((2 * TILE_CPU, L), dtype=theta.dtype)       # Σ e x, Σ e d x
+    GK = np.zeros((TILE_CPU, KL), dtype=theta.dtype)         # Σ s V (rows of K)
+    sc = np.zeros((8, TILE_CPU), dtype=theta.dtype)          # c u h c̄ ū Σe Σ|e| (scalars)
+    acc = np.zeros((4, TILE_CPU), dtype=theta.dtype)         # Σe∂Q/∂u, Σe½d², Σslope, Σs
+    ev = np.zeros(TILE_CPU, dtype=theta.dtype)
+    qv = np.zeros(TILE_CPU, dtype=theta.dtype)
+    for i in range(k):
+        n = ids[i]
+        for m in range(L):
+            f = one
+            if view == 1 and mask[n, lo + m] == 0:
+                f = zero
+            W[i, m] = theta[n, lo + m] * f
+            W[TILE_CPU + i, m] = theta[n, N + lo + m] * f
+            W[2 * TILE_CPU + i, m] = theta_bar[n, lo + m] * f
+        sc[0, i] = theta[n, ic]
+        sc[1, i] = theta[n, iu]
+        sc[2, i] = theta[n, ih]
+        sc[3, i] = theta_bar[n, ic]
+        sc[4, i] = theta_bar[n, iu]
+    w0, w1, w2, w3 = W[0], W[1], W[2], W[3]
+    p0, p1, p2, p3 = W[4], W[5], W[6], W[7]
+    b0, b1, b2, b3 = W[8], W[9], W[10], W[11]
+    ge0, ge1, ge2, ge3 = G[0], G[1], G[2], G[3]
+    gd0, gd1, gd2, gd3 = G[4], G[5], G[6], G[7]
+
+    # -- critic: residuals and gradient rows --------------------------------------------------
     for t in range(t0, t1):
         for b in range(B):
-            a = alphas[t, b, n]
-            d = a - _sigma(ys[t, b, n], activation)
-            wx = zero
-            px = zero
-            wbx = zero
-            for m in range(lo, hi):
-                x = Vs[t, b, m] * feat[m]
-                wx += theta[n, m] * x
-                px += theta[n, N + m] * x
-                wbx += theta_bar[n, m] * (Vn[t, b, m] * feat[m])
-            mu_next = zero
-            if family == 0 and baseline == 0:
-                mu_next = _sigma(yn[t, b, n], activation)
-            e = _residual(family, baseline, a, d, wx, px, wbx, c, u, h, cb, ub, mu_next, r[t, b],
-                          cont[t, b], delta[t, b], half)
-            sum_e += e
-            sum_abs += abs(e)
-            g_u += e * (a if (family == 0 and baseline == 0) else d)
-            g_h += e * half * d * d
-            ed = e * d
-            for m in range(lo, hi):
-                x = Vs[t, b, m] * feat[m]
-                gw[m] += e * x
-                gp[m] += ed * x
+            x = Vs[t, b, lo:hi]
+            xn = Vn[t, b, lo:hi]
+            a00 = zero
+            a01 = zero
+            a02 = zero
+            a03 = zero
+            a10 = zero
+            a11 = zero
+            a12 = zero
+            a13 = zero
+            a20 = zero
+            a21 = zero
+            a22 = zero
+            a23 = zero
+            for m in range(L):
+                xm = x[m]
+                xnm = xn[m]
+                a00 += w0[m] * xm
+                a01 += w1[m] * xm
+                a02 += w2[m] * xm
+                a03 += w3[m] * xm
+                a10 += p0[m] * xm
+                a11 += p1[m] * xm
+                a12 += p2[m] * xm
+                a13 += p3[m] * xm
+                a20 += b0[m] * xnm
+                a21 += b1[m] * xnm
+                a22 += b2[m] * xnm
+                a23 += b3[m] * xnm
+            for i in range(k):
+                n = ids[i]
+                if i == 0:
+                    wx, px, wbx = a00, a10, a20
+                elif i == 1:
+                    wx, px, wbx = a01, a11, a21
+                elif i == 2:
+                    wx, px, wbx = a02, a12, a22
+                else:
+                    wx, px, wbx = a03, a13, a23
+                a = alphas[t, b, n]
+                d = a - _sigma(ys[t, b, n], activation)
+                mu_next = zero
+                if own_linear:
+                    mu_next = _sigma(yn[t, b, n], activation)
+                e = _residual(family, baseline, a, d, wx, px, wbx, sc[0, i], sc[1, i], sc[2, i],
+                              sc[3, i], sc[4, i], mu_next, r[t, b], cont[t, b], delta[t, b], half)
+                sc[5, i] += e
+                sc[6, i] += abs(e)
+                acc[0, i] += e * (a if own_linear else d)
+                acc[1, i] += e * half * d * d
+                ev[i] = e
+                qv[i] = e * d
+            e0, e1, e2, e3 = ev[0], ev[1], ev[2], ev[3]
+            q0, q1, q2, q3 = qv[0], qv[1], qv[2], qv[3]
+            for m in range(L):
+                xm = x[m]
+                ge0[m] += e0 * xm
+                ge1[m] += e1 * xm
+                ge2[m] += e2 * xm
+                ge3[m] += e3 * xm
+                gd0[m] += q0 * xm
+                gd1[m] += q1 * xm
+                gd2[m] += q2 * xm
+                gd3[m] += q3 * xm
 
+    # -- critic steps; the updated p, masked, back into W's p rows ----------------------------
     omb1 = one - beta1
     omb2 = one - beta2
-    for m in range(lo, hi):
-        if feat[m] != zero:
+    for i in range(k):
+        n = ids[i]
+        for m in range(L):
+            if view == 1 and mask[n, lo + m] == 0:
+                continue
             if baseline == 0:
-                _step_param(theta, adam_m, adam_v, n, m, gw[m] * inv, optimizer, lr_critic,
-                            beta1, omb1, beta2, omb2, step_size, eps_hat)
+                _step_param(theta, adam_m, adam_v, n, lo + m, G[i, m] * inv, optimizer,
+                            lr_critic, beta1, omb1, beta2, omb2, step_size, eps_hat)
             if family == 1:
-                j = N + m
-                _step_param(theta, adam_m, adam_v, n, j, gp[m] * inv, optimizer, lr_critic,
-                            beta1, omb1, beta2, omb2, step_size, eps_hat)
-    if baseline == 0:
-        _step_param(theta, adam_m, adam_v, n, ic, sum_e * inv, optimizer, lr_critic, beta1,
+                _step_param(theta, adam_m, adam_v, n, N + lo + m, G[TILE_CPU + i, m] * inv,
+                            optimizer, lr_critic, beta1, omb1, beta2, omb2, step_size, eps_hat)
+                W[TILE_CPU + i, m] = theta[n, N + lo + m]
+        if baseline == 0:
+            _step_param(theta, adam_m, adam_v, n, ic, sc[5, i] * inv, optimizer, lr_critic,
+                        beta1, omb1, beta2, omb2, step_size, eps_hat)
+        _step_param(theta, adam_m, adam_v, n, iu, acc[0, i] * inv, optimizer, lr_critic, beta1,
                     omb1, beta2, omb2, step_size, eps_hat)
-    _step_param(theta, adam_m, adam_v, n, iu, g_u * inv, optimizer, lr_critic, beta1, omb1,
-                beta2, omb2, step_size, eps_hat)
-    if family == 1:
-        _step_param(theta, adam_m, adam_v, n, ih, g_h * inv, optimizer, lr_critic, beta1,
-                    omb1, beta2, omb2, step_size, eps_hat)
-        theta[n, ih] = min(theta[n, ih], zero)
+        if family == 1:
+            _step_param(theta, adam_m, adam_v, n, ih, acc[1, i] * inv, optimizer, lr_critic,
+                        beta1, omb1, beta2, omb2, step_size, eps_hat)
+            theta[n, ih] = min(theta[n, ih], zero)
+        sc[1, i] = theta[n, iu]
 
-    # actor, with the updated critic
-    u = theta[n, iu]
-    klo, khi = col_lo[n], col_hi[n]
-    for m in range(klo, khi):
-        gw[m] = zero
-    sum_slope = zero
-    sum_s = zero
+    # -- actor: slopes with the updated critic, rows of K -------------------------------------
+    k0, k1, k2, k3 = GK[0], GK[1], GK[2], GK[3]
     for t in range(t0, t1):
         for b in range(B):
-            slope = u
+            x = Vs[t, b, lo:hi]
+            a10 = zero
+            a11 = zero
+            a12 = zero
+            a13 = zero
             if family == 1:
-                px = zero
-                for m in range(lo, hi):
-                    px += theta[n, N + m] * (Vs[t, b, m] * feat[m])
-                slope += px
-            s = slope * _sigma_grad(ys[t, b, n], activation)
-            sum_slope += slope
-            sum_s += s
-            for m in range(klo, khi):
-                gw[m] += s * Vs[t, b, m]
-    for m in range(klo, khi):
-        if mask[n, m] != 0:
-            K[n, m] += lr_actor * (gw[m] * inv)
-    bias[n] += lr_actor * (sum_s * inv)
+                for m in range(L):
+                    xm = x[m]
+                    a10 += p0[m] * xm
+                    a11 += p1[m] * xm
+                    a12 += p2[m] * xm
+                    a13 += p3[m] * xm
+            for i in range(k):
+                n = ids[i]
+                if i == 0:
+                    px = a10
+                elif i == 1:
+                    px = a11
+                elif i == 2:
+                    px = a12
+                else:
+                    px = a13
+                slope = sc[1, i] + px
+                s = slope * _sigma_grad(ys[t, b, n], activation)
+                acc[2, i] += slope
+                acc[3, i] += s
+                ev[i] = s
+            s0, s1, s2, s3 = ev[0], ev[1], ev[2], ev[3]
+            xk = Vs[t, b, klo:khi]
+            for m in range(KL):
+                xm = xk[m]
+                k0[m] += s0 * xm
+                k1[m] += s1 * xm
+                k2[m] += s2 * xm
+                k3[m] += s3 * xm
 
     keep = one - tau_soft
-    for m in range(lo, hi):
-        if feat[m] != zero:
-            theta_bar[n, m] = keep * theta_bar[n, m] + tau_soft * theta[n, m]
+    for i in range(k):
+        n = ids[i]
+        for m in range(KL):
+            if mask[n, klo + m] != 0:
+                K[n, klo + m] += lr_actor * (GK[i, m] * inv)
+        bias[n] += lr_actor * (acc[3, i] * inv)
+        for m in range(L):
+            if view == 1 and mask[n, lo + m] == 0:
+                continue
+            j = lo + m
+            theta_bar[n, j] = keep * theta_bar[n, j] + tau_soft * theta[n, j]
             if family == 1:
-                theta_bar[n, N + m] = keep * theta_bar[n, N + m] + tau_soft * theta[n, N + m]
-    theta_bar[n, ic] = keep * theta_bar[n, ic] + tau_soft * theta[n, ic]
-    theta_bar[n, iu] = keep * theta_bar[n, iu] + tau_soft * theta[n, iu]
-    if family == 1:
-        theta_bar[n, ih] = keep * theta_bar[n, ih] + tau_soft * theta[n, ih]
-    diag[n, 0] = sum_e * inv
-    diag[n, 1] = sum_abs * inv
-    diag[n, 2] = sum_slope * inv
+                theta_bar[n, N + j] = keep * theta_bar[n, N + j] + tau_soft * theta[n, N + j]
+        theta_bar[n, ic] = keep * theta_bar[n, ic] + tau_soft * theta[n, ic]
+        theta_bar[n, iu] = keep * theta_bar[n, iu] + tau_soft * theta[n, iu]
+        if family == 1:
+            theta_bar[n, ih] = keep * theta_bar[n, ih] + tau_soft * theta[n, ih]
+        diag[n, 0] = sc[5, i] * inv
+        diag[n, 1] = sc[6, i] * inv
+        diag[n, 2] = acc[2, i] * inv
 
 
 def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
@@ -574,16 +715,18 @@ def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, 
                      baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size,
                      eps_hat):
     N = Vs.shape[2]
-    for n in prange(N):
-        if n < n_inputs:
-            diag[n, 0] = 0.0
-            diag[n, 1] = 0.0
-            diag[n, 2] = 0.0
-        else:
-            _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo,
-                               col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag,
-                               activation, family, view, baseline, optimizer, lr_critic,
-                               lr_actor, tau_soft, beta1, beta2, step_size, eps_hat)
+    for n in range(n_inputs):
+        diag[n, 0] = 0.0
+        diag[n, 1] = 0.0
+        diag[n, 2] = 0.0
+    order, starts = _cpu_tiles(tau, n_inputs, N)
+    for j in prange(starts.shape[0] - 1):
+        i0 = starts[j]
+        i1 = starts[j + 1]
+        _update_tile_cpu(order[i0:i1], i1 - i0, Vs, ys, alphas, Vn, yn, r, cont, delta, tau,
+                         mask, col_lo, col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag,
+                         activation, family, view, baseline, optimizer, lr_critic, lr_actor,
+                         tau_soft, beta1, beta2, step_size, eps_hat)
 
 
 _update_cpu_serial = _compiled(_update_cpu_body, "_update_cpu_serial")
