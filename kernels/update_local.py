@@ -58,7 +58,7 @@ except ImportError:  # pragma: no cover
     cuda = None
 
 from leaky.errors import ConfigError
-from leaky.kernels.scalar import activate, activate_cuda, activate_grad, activate_grad_cuda, shared
+from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
 
 # The same compilation conventions as kernels/step.py (kept here so that the two families do not
 # depend on each other's private helpers).
@@ -454,16 +454,66 @@ def _cpu_jit(**flags):
     return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)
 
 
-# Plain (not inlined) calls: several inlined call sites of the multi-return activate in one
-# function trip numba's pedantic IR check (NumbaIRAssumptionWarning); LLVM inlines them anyway.
-@_cpu_jit()
-def _sigma(y, code):
-    return activate(y, code)
+@_cpu_jit(inline="always")
+def _tanh32(x):
+    """float32 tanh to 3e-7 absolute: Eigen's rational minimax form, as kernels/step.py's.
+
+    LLVM vectorises it; libm's ``tanhf`` is a scalar call that cost a third of the update.
+    """
+    c = np.float32(7.90531110763549805)  # tanh(c) = 1 - 2.7e-7 in float32
+    x = c if x > c else x
+    x = -c if x < -c else x
+    x2 = x * x
+    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+    p = x2 * p + np.float32(-8.60467152213735e-11)
+    p = x2 * p + np.float32(5.12229709037114e-08)
+    p = x2 * p + np.float32(1.48572235717979e-05)
+    p = x2 * p + np.float32(6.37261928875436e-04)
+    p = x2 * p + np.float32(4.89352455891786e-03)
+    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+    q = x2 * q + np.float32(2.26843463243900e-03)
+    q = x2 * q + np.float32(4.89352518554385e-03)
+    return x * p / q
 
 
 @_cpu_jit()
-def _sigma_grad(y, code):
-    return activate_grad(y, code)
+def _actions_cpu(ys, alphas, yn, activation, own_linear, D, SG, MU):
+    """Elementwise pre-pass over every (t, b, n): ``D = α − σ(y)``, ``SG = σ'(y)`` and (own
+    linear critic) ``MU = σ(y')``; vectorised loops, the activation chosen outside them."""
+    T, B, N = ys.shape
+    one = D.dtype.type(1.0)
+    zero = D.dtype.type(0.0)
+    for t in range(T):
+        for b in range(B):
+            y = ys[t, b]
+            a = alphas[t, b]
+            d = D[t, b]
+            g = SG[t, b]
+            if activation == 0:
+                for m in range(N):
+                    th = _tanh32(y[m])
+                    d[m] = a[m] - th
+                    g[m] = one - th * th
+            elif activation == 1:
+                for m in range(N):
+                    d[m] = a[m] - (y[m] if y[m] > zero else zero)
+                    g[m] = one if y[m] > zero else zero
+            else:
+                for m in range(N):
+                    d[m] = a[m] - y[m]
+                    g[m] = one
+            if own_linear:
+                yy = yn[t, b]
+                mu = MU[t, b]
+                if activation == 0:
+                    for m in range(N):
+                        mu[m] = _tanh32(yy[m])
+                elif activation == 1:
+                    for m in range(N):
+                        mu[m] = yy[m] if yy[m] > zero else zero
+                else:
+                    for m in range(N):
+                        mu[m] = yy[m]
 
 
 @_cpu_jit()
@@ -502,7 +552,7 @@ def _union_range(ids, k, col_lo, col_hi):
 
 
 @_cpu_jit()
-def _update_tile_cpu(ids, k, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi,
+def _update_tile_cpu(ids, k, Vs, D, SG, alphas, Vn, MU, r, cont, delta, tau, mask, col_lo, col_hi,
                      K, bias, theta, theta_bar, adam_m, adam_v, diag, activation, family, view,
                      baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
                      step_size, eps_hat):
@@ -596,10 +646,8 @@ def _update_tile_cpu(ids, k, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, 
                 else:
                     wx, px, wbx = a03, a13, a23
                 a = alphas[t, b, n]
-                d = a - _sigma(ys[t, b, n], activation)
-                mu_next = zero
-                if own_linear:
-                    mu_next = _sigma(yn[t, b, n], activation)
+                d = D[t, b, n]
+                mu_next = MU[t, b, n]
                 e = _residual(family, baseline, a, d, wx, px, wbx, sc[0, i], sc[1, i], sc[2, i],
                               sc[3, i], sc[4, i], mu_next, r[t, b], cont[t, b], delta[t, b], half)
                 sc[5, i] += e
@@ -674,7 +722,7 @@ def _update_tile_cpu(ids, k, Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, 
                 else:
                     px = a13
                 slope = sc[1, i] + px
-                s = slope * _sigma_grad(ys[t, b, n], activation)
+                s = slope * SG[t, b, n]
                 acc[2, i] += slope
                 acc[3, i] += s
                 ev[i] = s
@@ -720,10 +768,15 @@ def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, 
         diag[n, 1] = 0.0
         diag[n, 2] = 0.0
     order, starts = _cpu_tiles(tau, n_inputs, N)
+    own_linear = family == 0 and baseline == 0
+    D = np.empty_like(ys)
+    SG = np.empty_like(ys)
+    MU = np.zeros_like(ys) if own_linear else np.zeros((1, 1, 1), dtype=ys.dtype)
+    _actions_cpu(ys, alphas, yn, activation, own_linear, D, SG, MU)
     for j in prange(starts.shape[0] - 1):
         i0 = starts[j]
         i1 = starts[j + 1]
-        _update_tile_cpu(order[i0:i1], i1 - i0, Vs, ys, alphas, Vn, yn, r, cont, delta, tau,
+        _update_tile_cpu(order[i0:i1], i1 - i0, Vs, D, SG, alphas, Vn, MU, r, cont, delta, tau,
                          mask, col_lo, col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag,
                          activation, family, view, baseline, optimizer, lr_critic, lr_actor,
                          tau_soft, beta1, beta2, step_size, eps_hat)
