@@ -15,7 +15,9 @@ over the non-sensor neurons of the batch row).
 """
 
 import math
+import types
 
+from numba import njit
 from numba.extending import register_jitable
 
 try:
@@ -60,3 +62,55 @@ def shared(fn):
 
 activate, activate_cuda = shared(activate)
 activate_grad, activate_grad_cuda = shared(activate_grad)
+
+
+# -- compilation conventions shared by every kernel module ----------------------------------------
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # reassociation, not no-NaN: NaNs still show
+
+
+def compiled(fn, name, **flags):
+    """``fn`` compiled (cached, fastmath) under its own name, so that the serial and the parallel
+    compilations of one body keep separate cache files."""
+    clone = types.FunctionType(fn.__code__, fn.__globals__, name)
+    clone.__qualname__ = name
+    return njit(cache=True, fastmath=FASTMATH, **flags)(clone)
+
+
+def cuda_jit(fn):
+    """``cuda.jit`` without a signature: nothing compiles until the first launch (and importing
+    a kernel module works without a GPU)."""
+    return cuda.jit(fn) if cuda is not None else None
+
+
+# Plain (not inlined) calls: several inlined call sites of the multi-return activate in one
+# function trip numba's pedantic IR check (NumbaIRAssumptionWarning); LLVM inlines them anyway.
+@njit(cache=True, fastmath=FASTMATH)
+def sigma(y, code):
+    return activate(y, code)
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def sigma_grad(y, code):
+    return activate_grad(y, code)
+
+
+def step_param(theta, adam_m, adam_v, n, j, ascent, optimizer, lr, beta1, one_minus_beta1,
+               beta2, one_minus_beta2, step_size, eps_hat):
+    """One step of ``theta[n, j]``: SGD ascent (optimizer 0), or Adam descent on g = −ascent
+    with the bias corrections folded into ``step_size`` and ``eps_hat``.
+
+    Under SGD the moment arrays are not touched (they may be placeholders).
+    """
+    if optimizer == 0:
+        theta[n, j] += lr * ascent
+    else:
+        g = -ascent
+        m = beta1 * adam_m[n, j] + one_minus_beta1 * g
+        v = beta2 * adam_v[n, j] + one_minus_beta2 * g * g
+        adam_m[n, j] = m
+        adam_v[n, j] = v
+        theta[n, j] -= step_size * m / (math.sqrt(v) + eps_hat)
+
+
+step_param, step_param_cuda = shared(step_param)

@@ -21,7 +21,6 @@ call from DRAM (then from cache), V0/u/xi read and the cache (3ℓ+1)·B·N writ
 """
 
 import math
-import types
 
 import numpy as np
 from llvmlite.binding import get_host_cpu_features
@@ -36,9 +35,9 @@ try:  # the cuda face needs numba-cuda (the `cuda13`/`cuda12` extras); the other
 except ImportError:  # pragma: no cover
     cuda = None
 
-from leaky.kernels.scalar import activate, activate_cuda
+from leaky.kernels.scalar import FASTMATH as _FAST
+from leaky.kernels.scalar import activate, activate_cuda, compiled, cuda_jit
 
-_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}  # reassociation, not no-NaN: NaNs still show
 
 # ---------------------------------------------------------------------------------------------
 # reference: NumPy float64, the definition
@@ -510,16 +509,9 @@ def _step_cpu_body(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activatio
                               pulse, Vc, z, y, alpha)
 
 
-def _compiled(fn, name, **flags):
-    """``fn`` compiled under its own name (so the two variants keep separate cache files)."""
-    clone = types.FunctionType(fn.__code__, fn.__globals__, name)
-    clone.__qualname__ = name
-    return _cpu_jit(**flags)(clone)
-
-
 # prange is range in a serial njit: one body, two compilations.
-_step_cpu_serial = _compiled(_step_cpu_body, "_step_cpu_serial")
-_step_cpu_parallel = _compiled(_step_cpu_body, "_step_cpu_parallel", parallel=True)
+_step_cpu_serial = compiled(_step_cpu_body, "_step_cpu_serial", error_model="numpy")
+_step_cpu_parallel = compiled(_step_cpu_body, "_step_cpu_parallel", error_model="numpy", parallel=True)
 
 
 @_cpu_jit()
@@ -597,12 +589,7 @@ TILE_K = 32
 KS_SHAPE = (TILE_N, TILE_K + 1)  # +1 column: Ks[tx, k] across a warp hits 32 distinct banks
 
 
-def _cuda_jit(fn):
-    """``cuda.jit`` without a signature: nothing compiles until the first launch."""
-    return cuda.jit(fn) if cuda is not None else None
-
-
-@_cuda_jit
+@cuda_jit
 def _step_kernel(V0, u, K, bias, leak, xi, tile_lo, tile_hi, n_inputs, activation, inhibition,
                  kappa, pulse, Vc, z, y, alpha):
     Ks = cuda.shared.array(KS_SHAPE, float32)

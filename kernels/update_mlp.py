@@ -49,7 +49,6 @@ forward at (x, α) and target forward at (x', μ') ``2·(H(N+1) + H²)``, backwa
 from __future__ import annotations
 
 import math
-import types
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -62,23 +61,14 @@ except ImportError:  # pragma: no cover
     cuda = None
 
 from leaky.errors import ConfigError
-from leaky.kernels.scalar import activate, activate_cuda, activate_grad, activate_grad_cuda, shared
-
-# The same compilation conventions as kernels/step.py.
-_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}  # reassociation, not no-NaN: NaNs still show
-
-
-def _compiled(fn, name, **flags):
-    """``fn`` compiled under its own name (serial and parallel variants keep separate caches)."""
-    clone = types.FunctionType(fn.__code__, fn.__globals__, name)
-    clone.__qualname__ = name
-    return njit(cache=True, fastmath=_FAST, **flags)(clone)
-
-
-def _cuda_jit(fn):
-    """``cuda.jit`` without a signature: nothing compiles until the first launch."""
-    return cuda.jit(fn) if cuda is not None else None
-
+from leaky.kernels.scalar import FASTMATH as _FAST
+from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
+from leaky.kernels.scalar import compiled as _compiled
+from leaky.kernels.scalar import cuda_jit as _cuda_jit
+from leaky.kernels.scalar import sigma as _sigma
+from leaky.kernels.scalar import sigma_grad as _sigma_grad
+from leaky.kernels.scalar import step_param as _step_param
+from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
 
 def _cuda_device(fn):
     return cuda.jit(device=True, inline="always")(fn) if cuda is not None else None
@@ -446,44 +436,14 @@ def _unit_back(row, g2, h1k, k, N, H):
     return acc - h1k * h1k * acc
 
 
-def _step_param(theta, adam_m, adam_v, n, j, ascent, optimizer, lr, beta1, one_minus_beta1,
-                beta2, one_minus_beta2, step_size, eps_hat):
-    """One step of ``theta[n, j]``: SGD ascent, or Adam descent on g = −ascent.
-
-    Under SGD the moment arrays are not touched (they may be placeholders).
-    """
-    if optimizer == 0:
-        theta[n, j] += lr * ascent
-    else:
-        g = -ascent
-        m = beta1 * adam_m[n, j] + one_minus_beta1 * g
-        v = beta2 * adam_v[n, j] + one_minus_beta2 * g * g
-        adam_m[n, j] = m
-        adam_v[n, j] = v
-        theta[n, j] -= step_size * m / (math.sqrt(v) + eps_hat)
-
-
 _unit1, _unit1_cuda = shared(_unit1)
 _unit2, _unit2_cuda = shared(_unit2)
 _unit_back, _unit_back_cuda = shared(_unit_back)
-_step_param, _step_param_cuda = shared(_step_param)
 
 
 # ---------------------------------------------------------------------------------------------
 # cpu: numba.njit, parallel over neurons (each neuron touches only its own rows)
 # ---------------------------------------------------------------------------------------------
-
-# Plain (not inlined) calls: several inlined call sites of the multi-return activate in one
-# function trip numba's pedantic IR check (NumbaIRAssumptionWarning); LLVM inlines them anyway.
-@njit(cache=True, fastmath=_FAST)
-def _sigma(y, code):
-    return activate(y, code)
-
-
-@njit(cache=True, fastmath=_FAST)
-def _sigma_grad(y, code):
-    return activate_grad(y, code)
-
 
 @njit(cache=True, fastmath=_FAST)
 def _forward_cpu(row, x, mrow, a_in, N, H, view, h1, h2):
