@@ -50,7 +50,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import float32, njit, prange
+from numba import carray, float32, njit, prange
+from numba import types as nbtypes
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 try:  # the cuda face needs numba-cuda; the others do not
     from numba import cuda
@@ -447,7 +450,7 @@ _step_param, _step_param_cuda = shared(_step_param)
 # feature range, so every inner loop indexes slices from 0 and multiplies no mask. Loops run
 # under error_model="numpy" (no zero-division checks, which stop LLVM vectorising).
 
-TILE_CPU = 4
+TILE_CPU = 32
 
 
 def _cpu_jit(**flags):
@@ -551,12 +554,117 @@ def _union_range(ids, k, col_lo, col_hi):
     return lo, hi
 
 
+@intrinsic
+def _stack_empty(typingctx, size, like):
+    """A pointer to ``size`` (a literal) elements of ``like``'s dtype on the stack (an alloca)."""
+    if not isinstance(size, nbtypes.IntegerLiteral):
+        return None
+    n = size.literal_value
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(like.dtype)
+        return cgutils.alloca_once(builder, ty, size=context.get_constant(nbtypes.intp, n))
+
+    return nbtypes.CPointer(like.dtype)(size, like), codegen
+
+
+@_cpu_jit(inline="always")
+def _outer_nn(A, s0, P, L, out):
+    """``out[s0:s0+8, 0:32] = A[s0:s0+8, 0:L] · P[0:L, 0:32]``: eight transitions' dot products
+    with 32 packed critic rows.
+
+    Per feature m, one row of the panel (two vectors) times eight broadcast voltages into 16
+    vector accumulators; the accumulators live in a stack array that LLVM keeps in registers
+    (the pattern of kernels/step.py's outer tiles).
+    """
+    acc = carray(_stack_empty(256, out), (8, 32))
+    zero = out.dtype.type(0)
+    for j in range(32):
+        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
+        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
+    v0, v1, v2, v3 = A[s0], A[s0 + 1], A[s0 + 2], A[s0 + 3]
+    v4, v5, v6, v7 = A[s0 + 4], A[s0 + 5], A[s0 + 6], A[s0 + 7]
+    for m in range(L):
+        x0, x1, x2, x3, x4, x5, x6, x7 = v0[m], v1[m], v2[m], v3[m], v4[m], v5[m], v6[m], v7[m]
+        w = P[m]
+        for j in range(32):
+            k = w[j]
+            acc[0, j] += x0 * k
+            acc[1, j] += x1 * k
+            acc[2, j] += x2 * k
+            acc[3, j] += x3 * k
+            acc[4, j] += x4 * k
+            acc[5, j] += x5 * k
+            acc[6, j] += x6 * k
+            acc[7, j] += x7 * k
+    for r in range(8):
+        o = out[s0 + r]
+        for j in range(32):
+            o[j] = acc[r, j]
+
+
+@_cpu_jit(inline="always")
+def _outer_tn(E, c0, A, m0, S, out):
+    """``out[c0:c0+8, m0:m0+32] = E[0:S, c0:c0+8]ᵀ · A[0:S, m0:m0+32]``: eight gradient rows
+    (per-transition weights e of eight neurons) over 32 features, summed over the S
+    transitions in order; per transition eight broadcast weights times two vectors of voltages.
+    """
+    acc = carray(_stack_empty(256, out), (8, 32))
+    zero = out.dtype.type(0)
+    for j in range(32):
+        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
+        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
+    for s in range(S):
+        e = E[s]
+        e0, e1, e2, e3 = e[c0], e[c0 + 1], e[c0 + 2], e[c0 + 3]
+        e4, e5, e6, e7 = e[c0 + 4], e[c0 + 5], e[c0 + 6], e[c0 + 7]
+        a = A[s, m0:m0 + 32]
+        for j in range(32):
+            k = a[j]
+            acc[0, j] += e0 * k
+            acc[1, j] += e1 * k
+            acc[2, j] += e2 * k
+            acc[3, j] += e3 * k
+            acc[4, j] += e4 * k
+            acc[5, j] += e5 * k
+            acc[6, j] += e6 * k
+            acc[7, j] += e7 * k
+    for r in range(8):
+        o = out[c0 + r, m0:m0 + 32]
+        for j in range(32):
+            o[j] = acc[r, j]
+
+
 @_cpu_jit()
-def _update_tile_cpu(ids, k, Vs, D, SG, alphas, Vn, MU, r, cont, delta, tau, mask, col_lo, col_hi,
-                     K, bias, theta, theta_bar, adam_m, adam_v, diag, activation, family, view,
+def _dots_cpu(A, P, Spad, L, out):
+    for s0 in range(0, Spad, 8):
+        _outer_nn(A, s0, P, L, out)
+
+
+@_cpu_jit()
+def _grads_cpu(E, c0, c1, A, Lpad, S, out):
+    for c in range(c0, c1, 8):
+        for m0 in range(0, Lpad, 32):
+            _outer_tn(E, c, A, m0, S, out)
+
+
+@_cpu_jit()
+def _pack_rows(X, s0, S, lo, L, Xp):
+    """Rows ``s0 … s0+S`` of ``X`` (columns lo … lo+L) into the zero-padded ``Xp``."""
+    for s in range(S):
+        src = X[s0 + s, lo:lo + L]
+        dst = Xp[s]
+        for m in range(L):
+            dst[m] = src[m]
+
+
+@_cpu_jit()
+def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, mask, col_lo,
+                     col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag, B, family, view,
                      baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
                      step_size, eps_hat):
-    T, B, N = Vs.shape
+    TB, N = X2.shape
+    T = TB // B
     dt = theta.dtype.type
     zero = dt(0.0)
     one = dt(1.0)
@@ -566,110 +674,86 @@ def _update_tile_cpu(ids, k, Vs, D, SG, alphas, Vn, MU, r, cont, delta, tau, mas
     if tau[ids[0]] >= 0:
         t0 = tau[ids[0]]
         t1 = t0 + 1
-    inv = one / dt((t1 - t0) * B)
+    s0 = t0 * B
+    S = (t1 - t0) * B
+    Spad = (S + 7) // 8 * 8
+    inv = one / dt(S)
     lo, hi = 0, N
     if view == 1:
         lo, hi = _union_range(ids, k, col_lo, col_hi)
     L = hi - lo
+    Lpad = (L + 31) // 32 * 32
     klo, khi = _union_range(ids, k, col_lo, col_hi)
     KL = khi - klo
+    KLpad = (KL + 31) // 32 * 32
     own_linear = family == 0 and baseline == 0
+    W = TILE_CPU
 
-    # masked, compacted critic rows; unused slots of a short tile stay zero
-    W = np.zeros((3 * TILE_CPU, L), dtype=theta.dtype)       # w0..3, p0..3, w̄0..3
-    G = np.zeros((2 * TILE_CPU, L), dtype=theta.dtype)       # Σ e x, Σ e d x
-    GK = np.zeros((TILE_CPU, KL), dtype=theta.dtype)         # Σ s V (rows of K)
-    sc = np.zeros((8, TILE_CPU), dtype=theta.dtype)          # c u h c̄ ū Σe Σ|e| (scalars)
-    acc = np.zeros((4, TILE_CPU), dtype=theta.dtype)         # Σe∂Q/∂u, Σe½d², Σslope, Σs
-    ev = np.zeros(TILE_CPU, dtype=theta.dtype)
-    qv = np.zeros(TILE_CPU, dtype=theta.dtype)
+    # the tile's transitions, zero-padded to whole tiles; critic rows packed as panels (L, 32)
+    X = np.zeros((Spad, Lpad), dtype=theta.dtype)
+    _pack_rows(X2, s0, S, lo, L, X)
+    Xn = np.zeros((Spad, max(L, 1)), dtype=theta.dtype)
+    _pack_rows(Xn2, s0, S, lo, L, Xn)
+    Xk = np.zeros((Spad, KLpad), dtype=theta.dtype)
+    _pack_rows(X2, s0, S, klo, KL, Xk)
+    Pw = np.zeros((max(L, 1), W), dtype=theta.dtype)
+    Pp = np.zeros((max(L, 1), W), dtype=theta.dtype)
+    Pb = np.zeros((max(L, 1), W), dtype=theta.dtype)
     for i in range(k):
         n = ids[i]
         for m in range(L):
             f = one
             if view == 1 and mask[n, lo + m] == 0:
                 f = zero
-            W[i, m] = theta[n, lo + m] * f
-            W[TILE_CPU + i, m] = theta[n, N + lo + m] * f
-            W[2 * TILE_CPU + i, m] = theta_bar[n, lo + m] * f
-        sc[0, i] = theta[n, ic]
-        sc[1, i] = theta[n, iu]
-        sc[2, i] = theta[n, ih]
-        sc[3, i] = theta_bar[n, ic]
-        sc[4, i] = theta_bar[n, iu]
-    w0, w1, w2, w3 = W[0], W[1], W[2], W[3]
-    p0, p1, p2, p3 = W[4], W[5], W[6], W[7]
-    b0, b1, b2, b3 = W[8], W[9], W[10], W[11]
-    ge0, ge1, ge2, ge3 = G[0], G[1], G[2], G[3]
-    gd0, gd1, gd2, gd3 = G[4], G[5], G[6], G[7]
+            Pw[m, i] = theta[n, lo + m] * f
+            Pp[m, i] = theta[n, N + lo + m] * f
+            Pb[m, i] = theta_bar[n, lo + m] * f
+    Yw = np.zeros((Spad, W), dtype=theta.dtype)
+    Yp = np.zeros((Spad, W), dtype=theta.dtype)
+    Yb = np.zeros((Spad, W), dtype=theta.dtype)
+    if baseline == 0:
+        _dots_cpu(X, Pw, Spad, L, Yw)
+        _dots_cpu(Xn, Pb, Spad, L, Yb)
+    if family == 1:
+        _dots_cpu(X, Pp, Spad, L, Yp)
 
-    # -- critic: residuals and gradient rows --------------------------------------------------
-    for t in range(t0, t1):
-        for b in range(B):
-            x = Vs[t, b, lo:hi]
-            xn = Vn[t, b, lo:hi]
-            a00 = zero
-            a01 = zero
-            a02 = zero
-            a03 = zero
-            a10 = zero
-            a11 = zero
-            a12 = zero
-            a13 = zero
-            a20 = zero
-            a21 = zero
-            a22 = zero
-            a23 = zero
-            for m in range(L):
-                xm = x[m]
-                xnm = xn[m]
-                a00 += w0[m] * xm
-                a01 += w1[m] * xm
-                a02 += w2[m] * xm
-                a03 += w3[m] * xm
-                a10 += p0[m] * xm
-                a11 += p1[m] * xm
-                a12 += p2[m] * xm
-                a13 += p3[m] * xm
-                a20 += b0[m] * xnm
-                a21 += b1[m] * xnm
-                a22 += b2[m] * xnm
-                a23 += b3[m] * xnm
-            for i in range(k):
-                n = ids[i]
-                if i == 0:
-                    wx, px, wbx = a00, a10, a20
-                elif i == 1:
-                    wx, px, wbx = a01, a11, a21
-                elif i == 2:
-                    wx, px, wbx = a02, a12, a22
-                else:
-                    wx, px, wbx = a03, a13, a23
-                a = alphas[t, b, n]
-                d = D[t, b, n]
-                mu_next = MU[t, b, n]
-                e = _residual(family, baseline, a, d, wx, px, wbx, sc[0, i], sc[1, i], sc[2, i],
-                              sc[3, i], sc[4, i], mu_next, r[t, b], cont[t, b], delta[t, b], half)
-                sc[5, i] += e
-                sc[6, i] += abs(e)
-                acc[0, i] += e * (a if own_linear else d)
-                acc[1, i] += e * half * d * d
-                ev[i] = e
-                qv[i] = e * d
-            e0, e1, e2, e3 = ev[0], ev[1], ev[2], ev[3]
-            q0, q1, q2, q3 = qv[0], qv[1], qv[2], qv[3]
-            for m in range(L):
-                xm = x[m]
-                ge0[m] += e0 * xm
-                ge1[m] += e1 * xm
-                ge2[m] += e2 * xm
-                ge3[m] += e3 * xm
-                gd0[m] += q0 * xm
-                gd1[m] += q1 * xm
-                gd2[m] += q2 * xm
-                gd3[m] += q3 * xm
+    # residuals: E[s, i] = e, E[s, W + i] = e·d
+    E = np.zeros((Spad, 2 * W), dtype=theta.dtype)
+    sc = np.zeros((9, W), dtype=theta.dtype)   # c u h c̄ ū Σe Σ|e| Σe∂Q/∂u Σe½d²
+    for i in range(k):
+        n = ids[i]
+        c, u, h = theta[n, ic], theta[n, iu], theta[n, ih]
+        cb, ub = theta_bar[n, ic], theta_bar[n, iu]
+        s_e = zero
+        s_abs = zero
+        s_u = zero
+        s_h = zero
+        for s in range(S):
+            q = s0 + s
+            a = A2[q, n]
+            d = D2[q, n]
+            e = _residual(family, baseline, a, d, Yw[s, i], Yp[s, i], Yb[s, i], c, u, h, cb, ub,
+                          MU2[q, n], r2[q], cont2[q], delta2[q], half)
+            s_e += e
+            s_abs += abs(e)
+            s_u += e * (a if own_linear else d)
+            s_h += e * half * d * d
+            E[s, i] = e
+            E[s, W + i] = e * d
+        sc[5, i] = s_e
+        sc[6, i] = s_abs
+        sc[7, i] = s_u
+        sc[8, i] = s_h
 
-    # -- critic steps; the updated p, masked, back into W's p rows ----------------------------
+    # gradient rows G[i] = Σ e x, G[W + i] = Σ e d x
+    G = np.zeros((2 * W, Lpad), dtype=theta.dtype)
+    kr = (k + 7) // 8 * 8
+    if baseline == 0:
+        _grads_cpu(E, 0, kr, X, Lpad, S, G)
+    if family == 1:
+        _grads_cpu(E, W, W + kr, X, Lpad, S, G)
+
+    # critic steps; the updated p, masked, back into its panel
     omb1 = one - beta1
     omb2 = one - beta2
     for i in range(k):
@@ -681,59 +765,37 @@ def _update_tile_cpu(ids, k, Vs, D, SG, alphas, Vn, MU, r, cont, delta, tau, mas
                 _step_param(theta, adam_m, adam_v, n, lo + m, G[i, m] * inv, optimizer,
                             lr_critic, beta1, omb1, beta2, omb2, step_size, eps_hat)
             if family == 1:
-                _step_param(theta, adam_m, adam_v, n, N + lo + m, G[TILE_CPU + i, m] * inv,
+                _step_param(theta, adam_m, adam_v, n, N + lo + m, G[W + i, m] * inv,
                             optimizer, lr_critic, beta1, omb1, beta2, omb2, step_size, eps_hat)
-                W[TILE_CPU + i, m] = theta[n, N + lo + m]
+                Pp[m, i] = theta[n, N + lo + m]
         if baseline == 0:
             _step_param(theta, adam_m, adam_v, n, ic, sc[5, i] * inv, optimizer, lr_critic,
                         beta1, omb1, beta2, omb2, step_size, eps_hat)
-        _step_param(theta, adam_m, adam_v, n, iu, acc[0, i] * inv, optimizer, lr_critic, beta1,
+        _step_param(theta, adam_m, adam_v, n, iu, sc[7, i] * inv, optimizer, lr_critic, beta1,
                     omb1, beta2, omb2, step_size, eps_hat)
         if family == 1:
-            _step_param(theta, adam_m, adam_v, n, ih, acc[1, i] * inv, optimizer, lr_critic,
+            _step_param(theta, adam_m, adam_v, n, ih, sc[8, i] * inv, optimizer, lr_critic,
                         beta1, omb1, beta2, omb2, step_size, eps_hat)
             theta[n, ih] = min(theta[n, ih], zero)
-        sc[1, i] = theta[n, iu]
 
-    # -- actor: slopes with the updated critic, rows of K -------------------------------------
-    k0, k1, k2, k3 = GK[0], GK[1], GK[2], GK[3]
-    for t in range(t0, t1):
-        for b in range(B):
-            x = Vs[t, b, lo:hi]
-            a10 = zero
-            a11 = zero
-            a12 = zero
-            a13 = zero
-            if family == 1:
-                for m in range(L):
-                    xm = x[m]
-                    a10 += p0[m] * xm
-                    a11 += p1[m] * xm
-                    a12 += p2[m] * xm
-                    a13 += p3[m] * xm
-            for i in range(k):
-                n = ids[i]
-                if i == 0:
-                    px = a10
-                elif i == 1:
-                    px = a11
-                elif i == 2:
-                    px = a12
-                else:
-                    px = a13
-                slope = sc[1, i] + px
-                s = slope * SG[t, b, n]
-                acc[2, i] += slope
-                acc[3, i] += s
-                ev[i] = s
-            s0, s1, s2, s3 = ev[0], ev[1], ev[2], ev[3]
-            xk = Vs[t, b, klo:khi]
-            for m in range(KL):
-                xm = xk[m]
-                k0[m] += s0 * xm
-                k1[m] += s1 * xm
-                k2[m] += s2 * xm
-                k3[m] += s3 * xm
+    # actor: slopes with the updated critic, s = slope·σ'(y) into E[:, :W], rows of K
+    if family == 1:
+        _dots_cpu(X, Pp, Spad, L, Yp)
+    for i in range(k):
+        n = ids[i]
+        u = theta[n, iu]
+        s_slope = zero
+        s_s = zero
+        for s in range(S):
+            slope = u + (Yp[s, i] if family == 1 else zero)
+            g = slope * SG2[s0 + s, n]
+            s_slope += slope
+            s_s += g
+            E[s, i] = g
+        sc[0, i] = s_slope
+        sc[1, i] = s_s
+    GK = np.zeros((W, KLpad), dtype=theta.dtype)
+    _grads_cpu(E, 0, kr, Xk, KLpad, S, GK)
 
     keep = one - tau_soft
     for i in range(k):
@@ -741,7 +803,7 @@ def _update_tile_cpu(ids, k, Vs, D, SG, alphas, Vn, MU, r, cont, delta, tau, mas
         for m in range(KL):
             if mask[n, klo + m] != 0:
                 K[n, klo + m] += lr_actor * (GK[i, m] * inv)
-        bias[n] += lr_actor * (acc[3, i] * inv)
+        bias[n] += lr_actor * (sc[1, i] * inv)
         for m in range(L):
             if view == 1 and mask[n, lo + m] == 0:
                 continue
@@ -755,14 +817,14 @@ def _update_tile_cpu(ids, k, Vs, D, SG, alphas, Vn, MU, r, cont, delta, tau, mas
             theta_bar[n, ih] = keep * theta_bar[n, ih] + tau_soft * theta[n, ih]
         diag[n, 0] = sc[5, i] * inv
         diag[n, 1] = sc[6, i] * inv
-        diag[n, 2] = acc[2, i] * inv
+        diag[n, 2] = sc[0, i] * inv
 
 
 def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
                      theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, family, view,
                      baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size,
                      eps_hat):
-    N = Vs.shape[2]
+    T, B, N = Vs.shape
     for n in range(n_inputs):
         diag[n, 0] = 0.0
         diag[n, 1] = 0.0
@@ -771,15 +833,25 @@ def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, 
     own_linear = family == 0 and baseline == 0
     D = np.empty_like(ys)
     SG = np.empty_like(ys)
-    MU = np.zeros_like(ys) if own_linear else np.zeros((1, 1, 1), dtype=ys.dtype)
+    MU = np.zeros_like(ys)
     _actions_cpu(ys, alphas, yn, activation, own_linear, D, SG, MU)
+    TB = T * B
+    X2 = Vs.reshape((TB, N))
+    Xn2 = Vn.reshape((TB, N))
+    A2 = alphas.reshape((TB, N))
+    D2 = D.reshape((TB, N))
+    SG2 = SG.reshape((TB, N))
+    MU2 = MU.reshape((TB, N))
+    r2 = r.reshape(TB)
+    cont2 = cont.reshape(TB)
+    delta2 = delta.reshape(TB)
     for j in prange(starts.shape[0] - 1):
         i0 = starts[j]
         i1 = starts[j + 1]
-        _update_tile_cpu(order[i0:i1], i1 - i0, Vs, D, SG, alphas, Vn, MU, r, cont, delta, tau,
+        _update_tile_cpu(order[i0:i1], i1 - i0, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau,
                          mask, col_lo, col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag,
-                         activation, family, view, baseline, optimizer, lr_critic, lr_actor,
-                         tau_soft, beta1, beta2, step_size, eps_hat)
+                         B, family, view, baseline, optimizer, lr_critic, lr_actor, tau_soft,
+                         beta1, beta2, step_size, eps_hat)
 
 
 _update_cpu_serial = _compiled(_update_cpu_body, "_update_cpu_serial")
@@ -810,6 +882,8 @@ def update_local_cpu(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, 
     if adam_m is None or adam_v is None:
         adam_m = adam_v = theta
     family, view, baseline, optimizer = cfg.codes
+    Vs, ys, alphas, Vn, yn, r, cont, delta = (np.ascontiguousarray(a) for a in (
+        Vs, ys, alphas, Vn, yn, r, cont, delta))   # read only; reshaped to (T·B, N) inside
     args = (Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias, theta,
             theta_bar, adam_m, adam_v, diag, int(n_inputs), int(activation), family, view,
             baseline, optimizer, *_scalars(theta, cfg, step))
