@@ -659,6 +659,37 @@ def _pack_rows(X, s0, S, lo, L, Xp):
 
 
 @_cpu_jit()
+def _step_span(th, am, av, g, fm, L, masked, optimizer, lr, inv, beta1, omb1, beta2, omb2,
+               step_size, eps_hat):
+    """:func:`_step_param` over a span of one critic row (``th``, ``am``, ``av``: slices of the
+    row and its moments; ``g``: the summed ascent, times ``inv`` to a mean), vectorised; with
+    ``masked``, entries where ``fm`` is 0 keep their value and moments."""
+    one = th.dtype.type(1.0)
+    if optimizer == 0:
+        for m in range(L):
+            keep = masked and fm[m] == 0
+            th[m] += (th.dtype.type(0.0) if keep else one) * (lr * (g[m] * inv))
+    else:
+        for m in range(L):
+            keep = masked and fm[m] == 0
+            gg = -(g[m] * inv)
+            mm = beta1 * am[m] + omb1 * gg
+            vv = beta2 * av[m] + omb2 * gg * gg
+            step = step_size * mm / (math.sqrt(vv) + eps_hat)
+            am[m] = am[m] if keep else mm
+            av[m] = av[m] if keep else vv
+            th[m] = th[m] if keep else th[m] - step
+
+
+@_cpu_jit()
+def _soft_span(tb, th, fm, L, masked, keep, tau_soft):
+    """``tb ← keep·tb + τ·th`` over a span, entries where ``fm`` is 0 (when ``masked``) left."""
+    for m in range(L):
+        new = keep * tb[m] + tau_soft * th[m]
+        tb[m] = tb[m] if (masked and fm[m] == 0) else new
+
+
+@_cpu_jit()
 def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, mask, col_lo,
                      col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag, B, family, view,
                      baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
@@ -756,18 +787,23 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
     # critic steps; the updated p, masked, back into its panel
     omb1 = one - beta1
     omb2 = one - beta2
+    fm = np.ones(max(L, 1), dtype=theta.dtype)
+    masked = view == 1
     for i in range(k):
         n = ids[i]
-        for m in range(L):
-            if view == 1 and mask[n, lo + m] == 0:
-                continue
-            if baseline == 0:
-                _step_param(theta, adam_m, adam_v, n, lo + m, G[i, m] * inv, optimizer,
-                            lr_critic, beta1, omb1, beta2, omb2, step_size, eps_hat)
-            if family == 1:
-                _step_param(theta, adam_m, adam_v, n, N + lo + m, G[W + i, m] * inv,
-                            optimizer, lr_critic, beta1, omb1, beta2, omb2, step_size, eps_hat)
-                Pp[m, i] = theta[n, N + lo + m]
+        if masked:
+            for m in range(L):
+                fm[m] = one if mask[n, lo + m] != 0 else zero
+        if baseline == 0:
+            _step_span(theta[n, lo:hi], adam_m[n, lo:hi], adam_v[n, lo:hi], G[i], fm, L, masked,
+                       optimizer, lr_critic, inv, beta1, omb1, beta2, omb2, step_size, eps_hat)
+        if family == 1:
+            j0, j1 = N + lo, N + hi
+            _step_span(theta[n, j0:j1], adam_m[n, j0:j1], adam_v[n, j0:j1], G[W + i], fm, L,
+                       masked, optimizer, lr_critic, inv, beta1, omb1, beta2, omb2, step_size,
+                       eps_hat)
+            for m in range(L):
+                Pp[m, i] = theta[n, j0 + m] * fm[m]
         if baseline == 0:
             _step_param(theta, adam_m, adam_v, n, ic, sc[5, i] * inv, optimizer, lr_critic,
                         beta1, omb1, beta2, omb2, step_size, eps_hat)
@@ -804,13 +840,13 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
             if mask[n, klo + m] != 0:
                 K[n, klo + m] += lr_actor * (GK[i, m] * inv)
         bias[n] += lr_actor * (sc[1, i] * inv)
-        for m in range(L):
-            if view == 1 and mask[n, lo + m] == 0:
-                continue
-            j = lo + m
-            theta_bar[n, j] = keep * theta_bar[n, j] + tau_soft * theta[n, j]
-            if family == 1:
-                theta_bar[n, N + j] = keep * theta_bar[n, N + j] + tau_soft * theta[n, N + j]
+        if masked:
+            for m in range(L):
+                fm[m] = one if mask[n, lo + m] != 0 else zero
+        _soft_span(theta_bar[n, lo:hi], theta[n, lo:hi], fm, L, masked, keep, tau_soft)
+        if family == 1:
+            _soft_span(theta_bar[n, N + lo:N + hi], theta[n, N + lo:N + hi], fm, L, masked, keep,
+                       tau_soft)
         theta_bar[n, ic] = keep * theta_bar[n, ic] + tau_soft * theta[n, ic]
         theta_bar[n, iu] = keep * theta_bar[n, iu] + tau_soft * theta[n, iu]
         if family == 1:
