@@ -1,13 +1,13 @@
-"""Print the ablation table of docs/results.md from the tuning sweeps in runs/ (seeds 100, 101)."""
+"""Print the ablation table of docs/results.md from the tuning sweeps in experiments/results/ (seeds 100, 101)."""
 
 import json
 import sys
 
 from leaky.sweep import read_records, summarise
 
-FILES = ["runs/tune_local_pendulum.jsonl", "runs/tune_local_pendulum_2.jsonl",
-         "runs/tune_local_pendulum_3.jsonl", "runs/tune_local_pendulum_4.jsonl",
-         "runs/tune_perturbation_pendulum.jsonl"]
+FILES = ["experiments/results/tune_local_pendulum.jsonl", "experiments/results/tune_local_pendulum_2.jsonl",
+         "experiments/results/tune_local_pendulum_3.jsonl", "experiments/results/tune_local_pendulum_4.jsonl",
+         "experiments/results/tune_perturbation_pendulum.jsonl"]
 DEFAULTS = {"family": "advantage", "clock": "causal", "view": "all", "baseline": "own", "data": "online"}
 
 
