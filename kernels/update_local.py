@@ -753,28 +753,28 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
     sc = np.zeros((9, W), dtype=theta.dtype)   # c u h c̄ ū Σe Σ|e| Σe∂Q/∂u Σe½d²
     for i in range(k):
         n = ids[i]
-        c, u, h = theta[n, ic], theta[n, iu], theta[n, ih]
-        cb, ub = theta_bar[n, ic], theta_bar[n, iu]
-        s_e = zero
-        s_abs = zero
-        s_u = zero
-        s_h = zero
-        for s in range(S):
-            q = s0 + s
+        sc[0, i] = theta[n, ic]
+        sc[1, i] = theta[n, iu]
+        sc[2, i] = theta[n, ih]
+        sc[3, i] = theta_bar[n, ic]
+        sc[4, i] = theta_bar[n, iu]
+    # transitions outer, neurons inner: the tile's columns of a row are close together
+    for s in range(S):
+        q = s0 + s
+        rq, cq, dq = r2[q], cont2[q], delta2[q]
+        Ew = E[s]
+        for i in range(k):
+            n = ids[i]
             a = A2[q, n]
             d = D2[q, n]
-            e = _residual(family, baseline, a, d, Yw[s, i], Yp[s, i], Yb[s, i], c, u, h, cb, ub,
-                          MU2[q, n], r2[q], cont2[q], delta2[q], half)
-            s_e += e
-            s_abs += abs(e)
-            s_u += e * (a if own_linear else d)
-            s_h += e * half * d * d
-            E[s, i] = e
-            E[s, W + i] = e * d
-        sc[5, i] = s_e
-        sc[6, i] = s_abs
-        sc[7, i] = s_u
-        sc[8, i] = s_h
+            e = _residual(family, baseline, a, d, Yw[s, i], Yp[s, i], Yb[s, i], sc[0, i],
+                          sc[1, i], sc[2, i], sc[3, i], sc[4, i], MU2[q, n], rq, cq, dq, half)
+            sc[5, i] += e
+            sc[6, i] += abs(e)
+            sc[7, i] += e * (a if own_linear else d)
+            sc[8, i] += e * half * d * d
+            Ew[i] = e
+            Ew[W + i] = e * d
 
     # gradient rows G[i] = Σ e x, G[W + i] = Σ e d x
     G = np.zeros((2 * W, Lpad), dtype=theta.dtype)
@@ -818,18 +818,19 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
     if family == 1:
         _dots_cpu(X, Pp, Spad, L, Yp)
     for i in range(k):
-        n = ids[i]
-        u = theta[n, iu]
-        s_slope = zero
-        s_s = zero
-        for s in range(S):
-            slope = u + (Yp[s, i] if family == 1 else zero)
-            g = slope * SG2[s0 + s, n]
-            s_slope += slope
-            s_s += g
-            E[s, i] = g
-        sc[0, i] = s_slope
-        sc[1, i] = s_s
+        sc[1, i] = theta[ids[i], iu]
+        sc[0, i] = zero
+        sc[2, i] = zero
+    for s in range(S):
+        q = s0 + s
+        Ew = E[s]
+        Ys = Yp[s]
+        for i in range(k):
+            slope = sc[1, i] + (Ys[i] if family == 1 else zero)
+            g = slope * SG2[q, ids[i]]
+            sc[0, i] += slope
+            sc[2, i] += g
+            Ew[i] = g
     GK = np.zeros((W, KLpad), dtype=theta.dtype)
     _grads_cpu(E, 0, kr, Xk, KLpad, S, GK)
 
@@ -839,7 +840,7 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
         for m in range(KL):
             if mask[n, klo + m] != 0:
                 K[n, klo + m] += lr_actor * (GK[i, m] * inv)
-        bias[n] += lr_actor * (sc[1, i] * inv)
+        bias[n] += lr_actor * (sc[2, i] * inv)
         if masked:
             for m in range(L):
                 fm[m] = one if mask[n, lo + m] != 0 else zero
