@@ -37,14 +37,14 @@ from leaky.kernels import update_local as ul
 from leaky.kernels.scalar import ACTIVATIONS
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
-from leaky.value import SharedValue, ValueConfig
+from leaky.value import SharedValue, ValueOptions
 
 FAMILIES = ("advantage", "linear", "mlp")
 DATA = ("online", "replay")
 
 
 @dataclass(frozen=True)
-class LocalConfig:
+class LocalConfig(ValueOptions):
     """Hyperparameters of the local learner (see the module docstring for the options)."""
 
     family: str = "advantage"
@@ -59,12 +59,6 @@ class LocalConfig:
     gamma: float = 0.99
     noise_std: float = 0.1
     hidden_noise_scale: float = 1.0
-    value_lr: float = 1e-3
-    value_features: str = "voltages"
-    value_input: str = "all"
-    value_optimizer: str = "sgd"
-    n_features: int = 256
-    feature_scale: float = 1.5
     reward_scale: float = 1.0
     mlp_hidden: int = 16
     replay_size: int = 100_000
@@ -95,10 +89,6 @@ class LocalConfig:
         for name in ("n_features", "mlp_hidden", "replay_size", "batch_size", "updates_per_step"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
-
-    def value_config(self) -> ValueConfig:
-        return ValueConfig(features=self.value_features, inputs=self.value_input, n_features=self.n_features,
-                           feature_scale=self.feature_scale, optimizer=self.value_optimizer, lr=self.value_lr)
 
     def update_config(self) -> ul.UpdateConfig:
         return ul.UpdateConfig(family="advantage" if self.family == "mlp" else self.family, view=self.view,

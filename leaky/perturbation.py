@@ -24,20 +24,15 @@ import numpy as np
 from leaky.errors import ConfigError
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
-from leaky.value import SharedValue, ValueConfig
+from leaky.value import SharedValue, ValueOptions
 
 
 @dataclass(frozen=True)
-class PerturbationConfig:
+class PerturbationConfig(ValueOptions):
     """Node perturbation: actor step ``lr``, value step ``value_lr``, noise ``noise_std``."""
 
     lr: float = 1e-3
     value_lr: float = 1e-2
-    value_features: str = "voltages"
-    value_input: str = "all"
-    value_optimizer: str = "sgd"
-    n_features: int = 256
-    feature_scale: float = 1.5
     gamma: float = 0.99
     noise_std: float = 0.1
     max_grad_norm: float = 0.0   # clip of each neuron's row update (0: no clip)
@@ -52,9 +47,6 @@ class PerturbationConfig:
             raise ConfigError(f"PerturbationConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
 
 
-    def value_config(self) -> ValueConfig:
-        return ValueConfig(features=self.value_features, inputs=self.value_input, n_features=self.n_features,
-                           feature_scale=self.feature_scale, optimizer=self.value_optimizer, lr=self.value_lr)
 
 
 class PerturbationLearner(OnlineLearner):

@@ -41,6 +41,22 @@ class ValueConfig:
             raise ConfigError(f"value lr: got {self.lr!r}, expected > 0")
 
 
+@dataclass(frozen=True)
+class ValueOptions:
+    """The shared value's options as flat fields of a learner's config (``--set value_lr=…``)."""
+
+    value_lr: float = 1e-3
+    value_features: str = "voltages"
+    value_input: str = "all"
+    value_optimizer: str = "sgd"
+    n_features: int = 256
+    feature_scale: float = 1.5
+
+    def value_config(self) -> ValueConfig:
+        return ValueConfig(features=self.value_features, inputs=self.value_input, n_features=self.n_features,
+                           feature_scale=self.feature_scale, optimizer=self.value_optimizer, lr=self.value_lr)
+
+
 class SharedValue:
     """``v(x) = w·φ(x) + c`` trained by TD(0); :meth:`td` returns the broadcast TD error."""
 
