@@ -437,18 +437,20 @@ _step_param, _step_param_cuda = shared(_step_param)
 
 
 # ---------------------------------------------------------------------------------------------
-# cpu: numba.njit; tiles of up to four neurons that learn from the same slices
+# cpu: numba.njit; tiles of up to 32 neurons that learn from the same slices
 # ---------------------------------------------------------------------------------------------
 #
-# Neurons are sorted by their slice τ and cut into tiles of TILE_CPU that share it, so every
-# transition's voltage row, loaded once, feeds four neurons. Per tile and transition:
-#   1. twelve dot products (w, p, w̄ of four neurons against x, x'), each a reduction over the
-#      contiguous features m (vectorised under reassociation), then the four residuals;
-#   2. the eight gradient rows (Σ e·x, Σ e·d·x of four neurons) as one axpy pass over m.
-# After the critic steps, the actor pass does the same with four slopes (p·x, updated p) and
-# the four rows of K. The critic rows are copied masked (f ⊙ w) and compacted to the tile's
-# feature range, so every inner loop indexes slices from 0 and multiplies no mask. Loops run
-# under error_model="numpy" (no zero-division checks, which stop LLVM vectorising).
+# Neurons are sorted by their slice τ and cut into tiles of TILE_CPU that share it, so their
+# per-neuron dot products become small matrix products over the same S transitions:
+#   0. per call, a vectorised pre-pass: d = α − σ(y), σ'(y), σ(y') for every (t, b, n);
+#   1. the tile's transitions copied zero-padded (S to 8, features to 32), its critic rows
+#      masked by the view (f ⊙ w) into transposed panels (L, 32);
+#   2. X·Pw, X·Pp, X'·Pw̄ as 8-transition × 32-neuron outer-product register tiles;
+#   3. residuals; 4. gradient rows Eᵀ·X as 8-row × 32-feature outer-product tiles;
+#   5. critic steps over contiguous row spans (vectorised Adam / SGD);
+#   6. slopes X·Pp with the updated p; 7. rows of K as Sᵀ·X; soft update, diagnostics.
+# Every inner loop indexes slices from 0; the module compiles with error_model="numpy" (no
+# zero-division checks, which stop LLVM vectorising). docs/local-update.md has the details.
 
 TILE_CPU = 32
 
