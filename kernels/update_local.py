@@ -652,12 +652,20 @@ def _grads_cpu(E, c0, c1, A, Lpad, S, out):
 
 @_cpu_jit()
 def _pack_rows(X, s0, S, lo, L, Xp):
-    """Rows ``s0 … s0+S`` of ``X`` (columns lo … lo+L) into the zero-padded ``Xp``."""
-    for s in range(S):
-        src = X[s0 + s, lo:lo + L]
+    """Rows ``s0 … s0+S`` of ``X`` (columns lo … lo+L) into ``Xp``, the rest of ``Xp`` zeroed."""
+    zero = Xp.dtype.type(0)
+    width = Xp.shape[1]
+    for s in range(Xp.shape[0]):
         dst = Xp[s]
-        for m in range(L):
-            dst[m] = src[m]
+        if s < S:
+            src = X[s0 + s, lo:lo + L]
+            for m in range(L):
+                dst[m] = src[m]
+            for m in range(L, width):
+                dst[m] = zero
+        else:
+            for m in range(width):
+                dst[m] = zero
 
 
 @_cpu_jit()
@@ -723,11 +731,11 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
     W = TILE_CPU
 
     # the tile's transitions, zero-padded to whole tiles; critic rows packed as panels (L, 32)
-    X = np.zeros((Spad, Lpad), dtype=theta.dtype)
+    X = np.empty((Spad, Lpad), dtype=theta.dtype)
     _pack_rows(X2, s0, S, lo, L, X)
-    Xn = np.zeros((Spad, max(L, 1)), dtype=theta.dtype)
+    Xn = np.empty((Spad, max(L, 1)), dtype=theta.dtype)
     _pack_rows(Xn2, s0, S, lo, L, Xn)
-    Xk = np.zeros((Spad, KLpad), dtype=theta.dtype)
+    Xk = np.empty((Spad, KLpad), dtype=theta.dtype)
     _pack_rows(X2, s0, S, klo, KL, Xk)
     Pw = np.zeros((max(L, 1), W), dtype=theta.dtype)
     Pp = np.zeros((max(L, 1), W), dtype=theta.dtype)
