@@ -637,10 +637,44 @@ def _outer_tn(E, c0, A, m0, S, out):
             o[j] = acc[r, j]
 
 
+@_cpu_jit(inline="always")
+def _outer_nn8(A, s0, P, L, out):
+    """:func:`_outer_nn` for the first 8 columns only (tiles of at most 8 neurons)."""
+    acc = carray(_stack_empty(64, out), (8, 8))
+    zero = out.dtype.type(0)
+    for j in range(8):
+        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
+        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
+    v0, v1, v2, v3 = A[s0], A[s0 + 1], A[s0 + 2], A[s0 + 3]
+    v4, v5, v6, v7 = A[s0 + 4], A[s0 + 5], A[s0 + 6], A[s0 + 7]
+    for m in range(L):
+        x0, x1, x2, x3, x4, x5, x6, x7 = v0[m], v1[m], v2[m], v3[m], v4[m], v5[m], v6[m], v7[m]
+        w = P[m]
+        for j in range(8):
+            k = w[j]
+            acc[0, j] += x0 * k
+            acc[1, j] += x1 * k
+            acc[2, j] += x2 * k
+            acc[3, j] += x3 * k
+            acc[4, j] += x4 * k
+            acc[5, j] += x5 * k
+            acc[6, j] += x6 * k
+            acc[7, j] += x7 * k
+    for r in range(8):
+        o = out[s0 + r]
+        for j in range(8):
+            o[j] = acc[r, j]
+
+
 @_cpu_jit()
-def _dots_cpu(A, P, Spad, L, out):
-    for s0 in range(0, Spad, 8):
-        _outer_nn(A, s0, P, L, out)
+def _dots_cpu(A, P, Spad, L, k, out):
+    """``out[:Spad] = A[:Spad, :L] · P[:L]`` for the first ``k`` columns (and maybe more)."""
+    if k <= 8:
+        for s0 in range(0, Spad, 8):
+            _outer_nn8(A, s0, P, L, out)
+    else:
+        for s0 in range(0, Spad, 8):
+            _outer_nn(A, s0, P, L, out)
 
 
 @_cpu_jit()
@@ -753,10 +787,10 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
     Yp = np.zeros((Spad, W), dtype=theta.dtype)
     Yb = np.zeros((Spad, W), dtype=theta.dtype)
     if baseline == 0:
-        _dots_cpu(X, Pw, Spad, L, Yw)
-        _dots_cpu(Xn, Pb, Spad, L, Yb)
+        _dots_cpu(X, Pw, Spad, L, k, Yw)
+        _dots_cpu(Xn, Pb, Spad, L, k, Yb)
     if family == 1:
-        _dots_cpu(X, Pp, Spad, L, Yp)
+        _dots_cpu(X, Pp, Spad, L, k, Yp)
 
     # residuals: E[s, i] = e, E[s, W + i] = e·d
     E = np.zeros((Spad, 2 * W), dtype=theta.dtype)
@@ -826,7 +860,7 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
 
     # actor: slopes with the updated critic, s = slope·σ'(y) into E[:, :W], rows of K
     if family == 1:
-        _dots_cpu(X, Pp, Spad, L, Yp)
+        _dots_cpu(X, Pp, Spad, L, k, Yp)
     for i in range(k):
         sc[1, i] = theta[ids[i], iu]
         sc[0, i] = zero
