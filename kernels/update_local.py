@@ -709,7 +709,19 @@ def _step_span(th, am, av, g, fm, L, masked, optimizer, lr, inv, beta1, omb1, be
     row and its moments; ``g``: the summed ascent, times ``inv`` to a mean), vectorised; with
     ``masked``, entries where ``fm`` is 0 keep their value and moments."""
     one = th.dtype.type(1.0)
-    if optimizer == 0:
+    if not masked:                   # the common case, without selects
+        if optimizer == 0:
+            for m in range(L):
+                th[m] += lr * (g[m] * inv)
+        else:
+            for m in range(L):
+                gg = -(g[m] * inv)
+                mm = beta1 * am[m] + omb1 * gg
+                vv = beta2 * av[m] + omb2 * gg * gg
+                am[m] = mm
+                av[m] = vv
+                th[m] -= step_size * mm / (math.sqrt(vv) + eps_hat)
+    elif optimizer == 0:
         for m in range(L):
             keep = masked and fm[m] == 0
             th[m] += (th.dtype.type(0.0) if keep else one) * (lr * (g[m] * inv))
@@ -765,24 +777,36 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
     W = TILE_CPU
 
     # the tile's transitions, zero-padded to whole tiles; critic rows packed as panels (L, 32)
-    X = np.empty((Spad, Lpad), dtype=theta.dtype)
-    _pack_rows(X2, s0, S, lo, L, X)
-    Xn = np.empty((Spad, max(L, 1)), dtype=theta.dtype)
-    _pack_rows(Xn2, s0, S, lo, L, Xn)
-    Xk = np.empty((Spad, KLpad), dtype=theta.dtype)
-    _pack_rows(X2, s0, S, klo, KL, Xk)
+    # (views of the caller's rows where no padding is needed)
+    whole = S == Spad and lo == 0 and hi == N
+    if whole and Lpad == N:
+        X = X2[s0:s0 + S]
+    else:
+        X = np.empty((Spad, Lpad), dtype=theta.dtype)
+        _pack_rows(X2, s0, S, lo, L, X)
+    if whole:
+        Xn = Xn2[s0:s0 + S]
+    else:
+        Xn = np.empty((Spad, max(L, 1)), dtype=theta.dtype)
+        _pack_rows(Xn2, s0, S, lo, L, Xn)
+    if S == Spad and klo == 0 and KLpad == N:
+        Xk = X2[s0:s0 + S]
+    else:
+        Xk = np.empty((Spad, KLpad), dtype=theta.dtype)
+        _pack_rows(X2, s0, S, klo, KL, Xk)
     Pw = np.zeros((max(L, 1), W), dtype=theta.dtype)
     Pp = np.zeros((max(L, 1), W), dtype=theta.dtype)
     Pb = np.zeros((max(L, 1), W), dtype=theta.dtype)
-    for i in range(k):
-        n = ids[i]
-        for m in range(L):
+    for m in range(L):          # panel rows written whole; the k critic rows read as streams
+        pw, pp, pb = Pw[m], Pp[m], Pb[m]
+        for i in range(k):
+            n = ids[i]
             f = one
             if view == 1 and mask[n, lo + m] == 0:
                 f = zero
-            Pw[m, i] = theta[n, lo + m] * f
-            Pp[m, i] = theta[n, N + lo + m] * f
-            Pb[m, i] = theta_bar[n, lo + m] * f
+            pw[i] = theta[n, lo + m] * f
+            pp[i] = theta[n, N + lo + m] * f
+            pb[i] = theta_bar[n, lo + m] * f
     Yw = np.zeros((Spad, W), dtype=theta.dtype)
     Yp = np.zeros((Spad, W), dtype=theta.dtype)
     Yb = np.zeros((Spad, W), dtype=theta.dtype)
