@@ -10,3 +10,6 @@ python experiments/ablation_table.py
 for name in tune_local_pendulum tune_local_pendulum_2 tune_local_pendulum_3 tune_local_pendulum_4 tune_perturbation_pendulum; do
   echo "## $name"; python -m leaky sweep --report experiments/results/$name.jsonl
 done
+for name in pendulum_long inverted_pendulum_long; do
+  echo "## $name"; python -m leaky sweep --report experiments/results/$name.jsonl
+done
