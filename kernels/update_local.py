@@ -45,7 +45,6 @@ once.
 from __future__ import annotations
 
 import math
-import types
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -61,24 +60,19 @@ except ImportError:  # pragma: no cover
     cuda = None
 
 from leaky.errors import ConfigError
+from leaky.kernels.scalar import FASTMATH as _FAST
+from leaky.kernels.scalar import compiled
 from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
-
-# The same compilation conventions as kernels/step.py (kept here so that the two families do not
-# depend on each other's private helpers).
-_FAST = {"nsz", "arcp", "contract", "afn", "reassoc"}  # reassociation, not no-NaN: NaNs still show
+from leaky.kernels.scalar import cuda_jit as _cuda_jit
+from leaky.kernels.scalar import step_param as _step_param
+from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
 
 
 def _compiled(fn, name, **flags):
-    """``fn`` compiled under its own name (so the serial and parallel variants keep separate
-    cache files)."""
-    clone = types.FunctionType(fn.__code__, fn.__globals__, name)
-    clone.__qualname__ = name
-    return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)(clone)
+    """The module's compilations: the shared conventions plus ``error_model=\"numpy\"``."""
+    return compiled(fn, name, error_model="numpy", **flags)
 
 
-def _cuda_jit(fn):
-    """``cuda.jit`` without a signature: nothing compiles until the first launch."""
-    return cuda.jit(fn) if cuda is not None else None
 
 FAMILIES = {"linear": 0, "advantage": 1}
 VIEWS = {"all": 0, "presynaptic": 1}
@@ -415,25 +409,7 @@ def _residual(family, baseline, a, d, wx, px, wbx, c, u, h, cb, ub, mu_next, r, 
     return delta - u * d
 
 
-def _step_param(theta, adam_m, adam_v, n, j, ascent, optimizer, lr, beta1, one_minus_beta1,
-                beta2, one_minus_beta2, step_size, eps_hat):
-    """One step of parameter ``theta[n, j]``: SGD ascent, or Adam descent on g = −ascent.
-
-    Under SGD the moment arrays are not touched (they may be placeholders).
-    """
-    if optimizer == 0:
-        theta[n, j] += lr * ascent
-    else:
-        g = -ascent
-        m = beta1 * adam_m[n, j] + one_minus_beta1 * g
-        v = beta2 * adam_v[n, j] + one_minus_beta2 * g * g
-        adam_m[n, j] = m
-        adam_v[n, j] = v
-        theta[n, j] -= step_size * m / (math.sqrt(v) + eps_hat)
-
-
 _residual, _residual_cuda = shared(_residual)
-_step_param, _step_param_cuda = shared(_step_param)
 
 
 # ---------------------------------------------------------------------------------------------
