@@ -26,9 +26,6 @@ import numpy as np
 from llvmlite.binding import get_host_cpu_features
 from numba import config as numba_config
 from numba import carray, float32, get_num_threads, njit, prange
-from numba import types as nbtypes
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 try:  # the cuda face needs numba-cuda (the `cuda13`/`cuda12` extras); the others do not
     from numba import cuda
@@ -37,6 +34,8 @@ except ImportError:  # pragma: no cover
 
 from leaky.kernels.scalar import FASTMATH as _FAST
 from leaky.kernels.scalar import activate, activate_cuda, compiled, cuda_jit
+from leaky.kernels.scalar import stack_empty as _stack_empty
+from leaky.kernels.scalar import tanh32 as _tanh
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,29 +179,6 @@ def _cpu_jit(**flags):
 
 
 @_cpu_jit(inline="always")
-def _tanh(x):
-    """float32 tanh to 3e-7 absolute: Eigen's rational minimax form (odd 13 / even 6).
-
-    LLVM vectorises it (0.1 ns per element here); libm's ``tanhf`` is a scalar call (8.5 ns),
-    which made the activation pass cost as much as the GEMM. NaN passes through the clamp.
-    """
-    c = np.float32(7.90531110763549805)  # tanh(c) = 1 - 2.7e-7 in float32
-    x = c if x > c else x
-    x = -c if x < -c else x
-    x2 = x * x
-    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-    p = x2 * p + np.float32(-8.60467152213735e-11)
-    p = x2 * p + np.float32(5.12229709037114e-08)
-    p = x2 * p + np.float32(1.48572235717979e-05)
-    p = x2 * p + np.float32(6.37261928875436e-04)
-    p = x2 * p + np.float32(4.89352455891786e-03)
-    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-    q = x2 * q + np.float32(2.26843463243900e-03)
-    q = x2 * q + np.float32(4.89352518554385e-03)
-    return x * p / q
-
-
-@_cpu_jit(inline="always")
 def _group_range(col_lo, col_hi, n0, n1):
     """Columns rows n0…n1-1 of K multiply: the union of their ranges (empty rows ignored),
     widened to a multiple of _LANES columns where it fits in the row.
@@ -252,20 +228,6 @@ def _tile4x4(V, K, bias, b0, n0, lo, hi, z):
     _store4(z, b0 + 1, n0, bias, a10, a11, a12, a13)
     _store4(z, b0 + 2, n0, bias, a20, a21, a22, a23)
     _store4(z, b0 + 3, n0, bias, a30, a31, a32, a33)
-
-
-@intrinsic
-def _stack_empty(typingctx, size, like):
-    """A pointer to ``size`` (a literal) elements of ``like``'s dtype on the stack (an alloca)."""
-    if not isinstance(size, nbtypes.IntegerLiteral):
-        return None
-    n = size.literal_value
-
-    def codegen(context, builder, signature, args):
-        ty = context.get_value_type(like.dtype)
-        return cgutils.alloca_once(builder, ty, size=context.get_constant(nbtypes.intp, n))
-
-    return nbtypes.CPointer(like.dtype)(size, like), codegen
 
 
 @_cpu_jit(inline="always")

@@ -50,9 +50,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numba import carray, float32, njit, prange
-from numba import types as nbtypes
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 try:  # the cuda face needs numba-cuda; the others do not
     from numba import cuda
@@ -62,6 +59,8 @@ except ImportError:  # pragma: no cover
 from leaky.errors import ConfigError
 from leaky.kernels.scalar import FASTMATH as _FAST
 from leaky.kernels.scalar import compiled
+from leaky.kernels.scalar import stack_empty as _stack_empty
+from leaky.kernels.scalar import tanh32 as _tanh32
 from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
 from leaky.kernels.scalar import cuda_jit as _cuda_jit
 from leaky.kernels.scalar import step_param as _step_param
@@ -435,28 +434,6 @@ def _cpu_jit(**flags):
     return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)
 
 
-@_cpu_jit(inline="always")
-def _tanh32(x):
-    """float32 tanh to 3e-7 absolute: Eigen's rational minimax form, as kernels/step.py's.
-
-    LLVM vectorises it; libm's ``tanhf`` is a scalar call that cost a third of the update.
-    """
-    c = np.float32(7.90531110763549805)  # tanh(c) = 1 - 2.7e-7 in float32
-    x = c if x > c else x
-    x = -c if x < -c else x
-    x2 = x * x
-    p = x2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-    p = x2 * p + np.float32(-8.60467152213735e-11)
-    p = x2 * p + np.float32(5.12229709037114e-08)
-    p = x2 * p + np.float32(1.48572235717979e-05)
-    p = x2 * p + np.float32(6.37261928875436e-04)
-    p = x2 * p + np.float32(4.89352455891786e-03)
-    q = x2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-    q = x2 * q + np.float32(2.26843463243900e-03)
-    q = x2 * q + np.float32(4.89352518554385e-03)
-    return x * p / q
-
-
 @_cpu_jit()
 def _actions_cpu(ys, alphas, yn, activation, own_linear, D, SG, MU):
     """Elementwise pre-pass over every (t, b, n): ``D = α − σ(y)``, ``SG = σ'(y)`` and (own
@@ -530,20 +507,6 @@ def _union_range(ids, k, col_lo, col_hi):
     if hi <= lo:
         return 0, 0
     return lo, hi
-
-
-@intrinsic
-def _stack_empty(typingctx, size, like):
-    """A pointer to ``size`` (a literal) elements of ``like``'s dtype on the stack (an alloca)."""
-    if not isinstance(size, nbtypes.IntegerLiteral):
-        return None
-    n = size.literal_value
-
-    def codegen(context, builder, signature, args):
-        ty = context.get_value_type(like.dtype)
-        return cgutils.alloca_once(builder, ty, size=context.get_constant(nbtypes.intp, n))
-
-    return nbtypes.CPointer(like.dtype)(size, like), codegen
 
 
 @_cpu_jit(inline="always")
