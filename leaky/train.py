@@ -415,20 +415,17 @@ def _save(cfg, net, learner, iteration, evaluations, train_returns):
 
 
 def _open_trace(cfg, net, envs):
+    import leaky
     from leaky.trace import DEFAULT_TRAINING_FIELDS, Trace
 
-    TRACE_FIELDS = tuple(DEFAULT_TRAINING_FIELDS) + tuple(
-        f for f in ("slope",) if f not in DEFAULT_TRAINING_FIELDS)
-
-    import leaky
-
+    fields = tuple(DEFAULT_TRAINING_FIELDS) + tuple(f for f in ("slope",) if f not in DEFAULT_TRAINING_FIELDS)
     return Trace(cfg.trace, n_envs=cfg.n_envs, obs_dim=int(np.prod(envs.single_observation_space.shape)),
                  act_dim=int(np.prod(envs.single_action_space.shape)), n_neurons=net.n_neurons,
                  delay=net.delay, config={"train": cfg.to_dict(), "network": net.config.to_dict(),
                                           "leaky": leaky.__version__},
                  seeds={"train": cfg.seed, "eval": 10_000 + cfg.seed * 1000},
                  observation_space=envs.single_observation_space, action_space=envs.single_action_space,
-                 env_id=cfg.env, **{"training_fields": TRACE_FIELDS, **cfg.trace_options})
+                 env_id=cfg.env, **{"training_fields": fields, **cfg.trace_options})
 
 
 # -- command line ---------------------------------------------------------------------------------
