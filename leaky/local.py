@@ -91,7 +91,7 @@ class LocalConfig(ValueOptions):
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
 
     def update_config(self) -> ul.UpdateConfig:
-        return ul.UpdateConfig(family="advantage" if self.family == "mlp" else self.family, view=self.view,
+        return ul.UpdateConfig(family=self.family, view=self.view,
                                baseline=self.baseline, optimizer=self.optimizer, lr_critic=self.lr_critic,
                                lr_actor=self.lr_actor, tau_soft=self.tau_soft)
 
@@ -105,7 +105,6 @@ class LocalLearner(OnlineLearner):
         super().__init__(net, std, cfg.seed)
         self.cfg = cfg
         be, N = net.backend, net.n_neurons
-        self.ucfg = cfg.update_config()
         self.tau = be.asarray(ul.neuron_slices(net.decision_step, cfg.clock), dtype=np.int32)
         self.col_lo = be.asarray(net.col_lo, dtype=np.int32)
         self.col_hi = be.asarray(net.col_hi, dtype=np.int32)
@@ -126,6 +125,7 @@ class LocalLearner(OnlineLearner):
             self.theta_bar = be.zeros((N, width))
             self.adam_m = be.zeros((N, width))
             self.adam_v = be.zeros((N, width))
+            self.ucfg = cfg.update_config()
             self.face = ul.FACES[be.name]
         self.diag = be.zeros((N, 3))
         self.value = SharedValue(cfg.value_config(), net, cfg.seed) if cfg.baseline == "dopamine" else None
@@ -151,12 +151,9 @@ class LocalLearner(OnlineLearner):
 
     def _update(self, tr: ul.Transitions) -> dict:
         cfg, net = self.cfg, self.net
-        delta = None
-        reward = tr.reward if cfg.reward_scale == 1.0 else tr.reward * cfg.reward_scale
         if cfg.reward_scale != 1.0:
-            tr = tr._replace(reward=reward)
-        if self.value is not None:
-            delta = self.value.td(tr.V, tr.V_next, reward, tr.cont)
+            tr = tr._replace(reward=tr.reward * cfg.reward_scale)
+        delta = None if self.value is None else self.value.td(tr.V, tr.V_next, tr.reward, tr.cont)
         self.adam_step += 1
         args = (tr.V, tr.y, tr.alpha, tr.V_next, tr.y_next, tr.reward, tr.cont)
         params = (self.tau, net.mask, self.col_lo, self.col_hi, net.K, net.b, self.theta, self.theta_bar,
