@@ -963,8 +963,7 @@ RED_SHAPE = (4, BLOCK)
 @_cuda_jit
 def _update_kernel(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
                    theta, theta_bar, adam_m, adam_v, diag, work, n_inputs, activation, family,
-                   view, baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
-                   step_size, eps_hat):
+                   view, baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2, sched):
     Xs = cuda.shared.array(XS_SHAPE, float32)
     Xn = cuda.shared.array(XS_SHAPE, float32)
     Ps = cuda.shared.array(PS_SHAPE, float32)
@@ -977,6 +976,8 @@ def _update_kernel(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, co
     zero = float32(0.0)
     one = float32(1.0)
     half = float32(0.5)
+    step_size = sched[0]   # Adam's bias-corrected scalars, from device memory (a captured
+    eps_hat = sched[1]     # graph replays its arguments; kernels/loop.py advances these)
     if n < n_inputs:  # sensors are not agents (uniform over the block: no barrier skipped)
         if tid < 3:
             diag[n, tid] = zero
@@ -1180,30 +1181,34 @@ def _update_kernel(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, co
 
 def update_local_cuda(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
                       theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step,
-                      work=None, stream=0):
+                      work=None, sched=None, stream=0):
     """Fused local update on the GPU (CuPy arrays; NumPy arrays in the simulator), float32.
 
     Same arguments as :func:`update_local_reference`, all on the device (``tau``, ``col_lo``,
     ``col_hi`` too). One launch of N blocks × ``BLOCK`` threads. ``work``: an optional float32
-    scratch of shape ``(N, 2, T·B)`` (allocated here when None; pass one to keep the call free of
-    allocations, e.g. under CUDA-graph capture).
+    scratch of shape ``(N, 2, T·B)``; ``sched``: an optional float32 ``(2,)`` device array
+    holding Adam's ``(step_size, eps_hat)`` (both are made here when None; a captured program
+    passes its own, advanced on the device, and ``step`` is then ignored).
     """
     T, B, N = Vs.shape
     if delta is None:
         delta = r
     if adam_m is None or adam_v is None:
         adam_m = adam_v = theta
+    xp = np
+    if not isinstance(theta, np.ndarray):
+        import cupy as xp
     if work is None:
-        xp = np
-        if not isinstance(theta, np.ndarray):
-            import cupy as xp
         work = xp.empty((N, 2, T * B), dtype=np.float32)
+    lr_critic, lr_actor, tau_soft, beta1, beta2, step_size, eps_hat = _scalars(theta, cfg, step)
+    if sched is None:
+        sched = xp.asarray(np.array([step_size, eps_hat], dtype=np.float32))
     family, view, baseline, optimizer = cfg.codes
     _update_kernel[(max(1, N),), (BLOCK,), stream](
         Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias, theta,
         theta_bar, adam_m, adam_v, diag, work, np.int32(n_inputs), np.int32(activation),
         np.int32(family), np.int32(view), np.int32(baseline), np.int32(optimizer),
-        *_scalars(theta, cfg, step))
+        lr_critic, lr_actor, tau_soft, beta1, beta2, sched)
     return diag
 
 
@@ -1216,5 +1221,5 @@ CUDA_KERNELS = [
     (_update_kernel, [f"void({_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F2}, {_F2}, {_F2}, {_I1}, "
                       f"{_F2}, {_I1}, {_I1}, {_F2}, {_F1}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, "
                       f"{_F3}, int32, int32, int32, int32, int32, int32, float32, float32, "
-                      f"float32, float32, float32, float32, float32)"]),
+                      f"float32, float32, float32, {_F1})"]),
 ]

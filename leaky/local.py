@@ -18,6 +18,8 @@ Options (:class:`LocalConfig`; defaults are DESIGN.md's, the paper's literal rul
                 ``updates_per_step`` minibatches of ``batch_size`` per environment step)
 ``hidden_noise_scale``  exploration noise of the hidden neurons relative to the outputs' (0:
                 only the outputs explore, so only they learn; their critics see no hidden noise)
+``graph``       capture each environment step's device work into CUDA graphs (``cuda`` backend;
+                :mod:`leaky.graph`)
 ``actor_neurons``  ``all`` | ``outputs`` (a diagnostic: hidden neurons keep their weights, so the
                 network is a fixed random feature map under a learning output layer)
 ``value_*``     the shared value behind ``dopamine`` (:mod:`leaky.value`): features ``voltages``
@@ -66,6 +68,7 @@ class LocalConfig(ValueOptions):
     learning_starts: int = 1_000
     updates_per_step: int = 1
     actor_neurons: str = "all"
+    graph: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -86,6 +89,13 @@ class LocalConfig(ValueOptions):
         if self.updates_per_step > 1 and self.data != "replay":
             raise ConfigError(f"LocalConfig.updates_per_step: got {self.updates_per_step}, expected 1 with "
                               "data='online' (each transition is used once; use data='replay')")
+        if self.graph:
+            captured = {"family": ("advantage", "linear"), "baseline": ("own",), "data": ("online",),
+                        "actor_neurons": ("all",)}
+            for name, allowed in captured.items():
+                if getattr(self, name) not in allowed:
+                    raise ConfigError(f"LocalConfig.graph=True: {name}={getattr(self, name)!r} is not captured; "
+                                      f"expected {name} in {list(allowed)} (or graph=False)")
         for name in ("n_features", "mlp_hidden", "replay_size", "batch_size", "updates_per_step"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected a positive int")

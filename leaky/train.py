@@ -190,7 +190,12 @@ def make_learner(cfg: TrainConfig, net: Network) -> Learner:
         return PerturbationLearner(net, _dataclass_from(PerturbationConfig, opts))
     from leaky.local import LocalConfig, LocalLearner
 
-    return LocalLearner(net, _dataclass_from(LocalConfig, opts))
+    local = _dataclass_from(LocalConfig, opts)
+    if local.graph:
+        from leaky.graph import GraphedLocalLearner
+
+        return GraphedLocalLearner(net, local)
+    return LocalLearner(net, local)
 
 
 def _dataclass_from(cls, opts: dict):

@@ -89,3 +89,50 @@ def test_local_learner_trains_on_the_gpu():
     r = train(TrainConfig(env="Pendulum-v1", learner="local", backend="cuda", steps=400, n_envs=4,
                           eval_every=400, eval_episodes=1, hidden=(16,), progress=False))
     assert np.isfinite(r.final_eval)
+
+
+def _graphed_run(capture, steps=6, B=4):
+    """A few steps of the graphed learner on fixed inputs; returns actions and final parameters."""
+    import cupy as cp
+
+    from leaky import Network
+    from leaky.graph import GraphedLocalLearner
+    from leaky.local import LocalConfig
+
+    net = Network.layered([3, 33, 40, 1], backend="cuda", delay=3, seed=2)
+    g = GraphedLocalLearner(net, LocalConfig(graph=True, lr_actor=1e-2, seed=1))
+    rng = np.random.default_rng(0)
+    V, actions = net.reset(B), []
+    for t in range(steps):
+        obs = rng.uniform(-1, 1, (B, 3))
+        V_end, a = g.act(V, obs)
+        if t == 0:
+            for p in g.act_programs + g.boot_programs + g.learn_programs:
+                p.capture = capture
+        trunc = np.array([t == 3] + [False] * (B - 1))
+        g.observe(obs, a, rng.normal(size=B), rng.uniform(-1, 1, (B, 3)), np.zeros(B, bool), trunc, V, V_end)
+        g.update()
+        actions.append(cp.asnumpy(a))
+        V = V_end.copy()
+        V[cp.asarray(trunc)] = 0
+    return g, np.array(actions), cp.asnumpy(net.K), cp.asnumpy(g.theta)
+
+
+def test_captured_graphs_replay_what_the_eager_programs_compute():
+    g, a_graph, K_graph, th_graph = _graphed_run(capture=True)
+    _, a_eager, K_eager, th_eager = _graphed_run(capture=False)
+    assert g.act_programs[0].graph is not None and g.learn_programs[0].graph is not None
+    np.testing.assert_array_equal(a_graph, a_eager)      # same kernels, same inputs: bit for bit
+    np.testing.assert_array_equal(K_graph, K_eager)
+    np.testing.assert_array_equal(th_graph, th_eager)
+    for p in g.act_programs + g.learn_programs:
+        assert p.kernel_nodes() == len(p)                  # the capture holds exactly the launches
+
+
+def test_graphed_training_run_on_the_gpu():
+    from leaky.train import TrainConfig, train
+
+    r = train(TrainConfig(env="Pendulum-v1", learner="local", backend="cuda", steps=400, n_envs=4,
+                          eval_every=400, eval_episodes=1, hidden=(16,), progress=False,
+                          learner_options={"graph": True}))
+    assert np.isfinite(r.final_eval) and r.updates == 400 // 4 - 1

@@ -183,3 +183,18 @@ def test_learner_state_round_trips_through_a_checkpoint(tmp_path, opts):
 def test_mlp_with_dopamine_is_rejected():
     with pytest.raises(ConfigError, match="mlp"):
         LocalConfig(family="mlp", baseline="dopamine")
+
+
+def test_graph_option_validates_what_it_captures():
+    with pytest.raises(ConfigError, match="graph=True: baseline='dopamine'"):
+        LocalConfig(graph=True, baseline="dopamine")
+    with pytest.raises(ConfigError, match="graph=True: data='replay'"):
+        LocalConfig(graph=True, data="replay")
+    LocalConfig(graph=True, family="linear", clock="internal", view="presynaptic")
+
+
+def test_graphed_learner_needs_the_cuda_backend():
+    from leaky.graph import GraphedLocalLearner
+
+    with pytest.raises(ConfigError, match="needs backend='cuda'"):
+        GraphedLocalLearner(Network.layered([2, 3, 1], backend="cpu"), LocalConfig(graph=True))

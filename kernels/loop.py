@@ -1,0 +1,139 @@
+"""The small kernels that join the step and the update into a fixed per-environment-step program.
+
+An environment step of the local learner on the GPU is, with every array preallocated
+(:mod:`leaky.graph` builds and captures it)::
+
+    act:    _prepare_kernel      noise ξ (counter-based, kernels/noise.py) and encoded sensors u
+            _step_kernel         ℓ internal steps (kernels/step.py)
+            _decode_kernel       action = δ(V[:, O]); advances the noise counter
+    learn:  _transitions_kernel  the transitions of the previous step (kernels/update_local.py's
+                                 ``build_transitions``, truncated rows bootstrapped); advances
+                                 the Adam step and writes its bias-corrected scalars
+            _update_kernel       every critic, row of K and bias (kernels/update_local.py)
+
+Everything a replay must change between steps (the noise counter, the Adam step) lives in
+device memory and is advanced by a kernel, so one captured graph serves every step.
+"""
+
+import math
+
+import numpy as np
+
+try:
+    from numba import cuda
+except ImportError:  # pragma: no cover
+    cuda = None
+
+from leaky.kernels.noise import normal_cuda
+from leaky.kernels.scalar import cuda_jit
+
+THREADS = 256
+
+
+def grid_for(work: int, threads: int = THREADS, max_blocks: int = 1024) -> tuple[int, int]:
+    """``(blocks, threads)`` of a grid-stride launch over ``work`` elements (at least one block;
+    fewer threads for tiny work, which also keeps the CUDA simulator's thread count down)."""
+    threads = min(threads, max(32, 32 * math.ceil(work / 32)))
+    return max(1, min(max_blocks, math.ceil(work / threads))), threads
+
+
+@cuda_jit
+def _prepare_kernel(seed, stream, counter, std, xi, obs, scale, shift, u):
+    """``xi.flat[i] = std[i % N] · normal(seed, stream, counter[0], i)``; ``u = obs·scale + shift``."""
+    ctr = counter[0]
+    n_std = std.shape[0]
+    start = cuda.grid(1)
+    step = cuda.gridsize(1)
+    for i in range(start, xi.shape[0], step):
+        xi[i] = std[i % n_std] * normal_cuda(seed, stream, ctr, i)
+    n_in = obs.shape[1]
+    for i in range(start, obs.shape[0] * n_in, step):
+        b = i // n_in
+        k = i - b * n_in
+        u[b, k] = obs[b, k] * scale[k] + shift[k]
+
+
+@cuda_jit
+def _decode_kernel(V_last, half, mid, action, counter):
+    """``action = clip(V_last[:, N-n_out:], -1, 1)·half + mid``; thread 0 advances the counter."""
+    B = action.shape[0]
+    n_out = action.shape[1]
+    N = V_last.shape[1]
+    start = cuda.grid(1)
+    for i in range(start, B * n_out, cuda.gridsize(1)):
+        b = i // n_out
+        j = i - b * n_out
+        v = V_last[b, N - n_out + j]
+        v = min(max(v, -1.0), 1.0)
+        action[b, j] = v * half[j] + mid[j]
+    if start == 0:
+        counter[0] += 1
+
+
+@cuda_jit
+def _transitions_kernel(V_t, y_t, V_next, y_next, V_boot, y_boot, reward, terminated, boot_rows,
+                        gamma_slice, reward_scale, causal, adam_step, sched, optimizer, lr_critic,
+                        beta1, beta2, eps, Vn, yn, r_out, cont_out):
+    """The update's next-state arrays and rewards from two steps' caches (and the bootstrap
+    cache of truncated rows), as ``build_transitions`` with ``_merge_rows``; thread 0 advances
+    the Adam step and writes ``sched = (step_size, eps_hat)`` (``UpdateConfig.adam_scalars``).
+
+    ``causal``: slice τ → ``V_next[τ]``, reward r, discount γ·(1 − terminated).
+    internal: slice τ → ``V_t[τ+1]`` (τ < ℓ−1) or ``V_next[0]`` (τ = ℓ−1), reward r on the last
+    slice only, discount ``gamma_slice`` = γ^(1/ℓ) (times 1 − terminated on the last slice).
+    """
+    ell = y_t.shape[0]
+    B = y_t.shape[1]
+    N = y_t.shape[2]
+    start = cuda.grid(1)
+    step = cuda.gridsize(1)
+    for i in range(start, ell * B * N, step):
+        tau = i // (B * N)
+        rest = i - tau * (B * N)
+        b = rest // N
+        n = rest - b * N
+        if not causal and tau < ell - 1:
+            Vn[tau, b, n] = V_t[tau + 1, b, n]
+            yn[tau, b, n] = y_t[tau + 1, b, n]
+        else:
+            src = tau if causal else 0
+            if boot_rows[b] != 0:
+                Vn[tau, b, n] = V_boot[src, b, n]
+                yn[tau, b, n] = y_boot[src, b, n]
+            else:
+                Vn[tau, b, n] = V_next[src, b, n]
+                yn[tau, b, n] = y_next[src, b, n]
+    for i in range(start, ell * B, step):
+        tau = i // B
+        b = i - tau * B
+        alive = 1.0 - terminated[b]
+        if causal:
+            r_out[tau, b] = reward_scale * reward[b]
+            cont_out[tau, b] = gamma_slice * alive
+        elif tau == ell - 1:
+            r_out[tau, b] = reward_scale * reward[b]
+            cont_out[tau, b] = gamma_slice * alive
+        else:
+            r_out[tau, b] = 0.0
+            cont_out[tau, b] = gamma_slice
+    if start == 0:
+        t = adam_step[0] + 1
+        adam_step[0] = t
+        if optimizer == 0:
+            sched[0] = lr_critic
+            sched[1] = 0.0
+        else:
+            root = math.sqrt(1.0 - math.pow(float(beta2), float(t)))
+            sched[0] = lr_critic * root / (1.0 - math.pow(float(beta1), float(t)))
+            sched[1] = eps * root
+
+
+# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py).
+_F1, _F2, _F3 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]"
+CUDA_KERNELS = [
+    (_prepare_kernel, [f"void(uint32, uint32, int64[::1], {_F1}, {_F1}, {_F2}, {_F1}, {_F1}, {_F2})"]),
+    (_decode_kernel, [f"void({_F2}, {_F1}, {_F1}, {_F2}, int64[::1])"]),
+    (_transitions_kernel, [f"void({_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F1}, {_F1}, {_F1}, "
+                           f"float32, float32, boolean, int64[::1], {_F1}, int32, float64, float64, "
+                           f"float64, float64, {_F3}, {_F3}, {_F2}, {_F2})"]),
+]
