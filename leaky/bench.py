@@ -63,6 +63,7 @@ QUICK_MLP_UPDATE_GRID = [(16, 8, 2)]
 TRAIN_GRID = [(64, 256, 2), (256, 256, 2)]                   # (N, B, ℓ); the target: N = 256
 QUICK_TRAIN_GRID = [(32, 32, 2)]
 TRAIN_TARGET = 3.0   # local samples/s over DDPG's at dense N = 256, B = 256, ℓ = 2
+SB3_TARGET = 5.0     # local samples/s over stable-baselines3 DDPG's, same size
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Row:
     bytes: float = 0.0
     samples_per_s: float | None = None      # train: transitions learned per second
     vs_baseline: float | None = None        # train: DDPG time / this time
+    split: dict | None = None               # train: fraction of the loop's time per phase
 
 
 def _row(suite, kernel, backend, B, N, ell, t, flops, nbytes, ceiling=None, composed=None,
@@ -600,7 +602,7 @@ def _bench_update_case(family, N, B, ell, repeats, reference_max_n, H) -> list[R
 
 
 # ---------------------------------------------------------------------------------------------
-# train: a whole local update against a whole DDPG update, equal parameter counts
+# update (learners): a whole local update against a whole DDPG update, equal parameter counts
 # ---------------------------------------------------------------------------------------------
 
 def ddpg_hidden_for(params: int, d_in: int) -> int:
@@ -683,8 +685,9 @@ def ddpg_update_macs(N, B, ell, nnz, d_in, hidden):
     return 4 * ell * B * nnz + 5 * B * critic
 
 
-def bench_train(grid=None, repeats: int = 7) -> list[Row]:
-    """Whole learner updates, local vs DDPG, over ``grid`` of (N, B, ℓ), in samples/s."""
+def bench_learners(grid=None, repeats: int = 7) -> list[Row]:
+    """Whole learner updates, local vs DDPG (and SB3's DDPG when installed), over ``grid`` of
+    (N, B, ℓ), in samples/s."""
     from leaky.backend import to_numpy
 
     rows = []
@@ -705,13 +708,132 @@ def bench_train(grid=None, repeats: int = 7) -> list[Row]:
         target = ""
         if (N, B, ell) == (256, 256, 2):
             target = f"; target ≥ {TRAIN_TARGET:g}×: {'met' if ratio >= TRAIN_TARGET else 'not met'}"
-        rows.append(_row("train", "local update", "cpu", B, N, ell, t_local, u_flops, u_bytes,
+        rows.append(_row("update", "local learner", "cpu", B, N, ell, t_local, u_flops, u_bytes,
                          max(u_flops / rate, u_bytes / bw), None,
                          f"{n_local} params, advantage critics{target}", samples_per_s=B / t_local,
                          vs_baseline=ratio))
-        rows.append(_row("train", "ddpg update", "cpu", B, N, ell, t_ddpg, d_flops, d_bytes,
+        rows.append(_row("update", "ddpg learner", "cpu", B, N, ell, t_ddpg, d_flops, d_bytes,
                          max(d_flops / rate, d_bytes / bw), None,
                          f"{n_ddpg} params, critic {H}-{H}", samples_per_s=B / t_ddpg, vs_baseline=1.0))
+        sb3 = _sb3_ddpg(n_local, B)
+        if sb3 is not None:
+            step, n_sb3, H3 = sb3
+            t_sb3 = time_host(step, repeats)
+            s_flops = 2.0 * sb3_update_macs(B, 3, 1, H3)
+            s_bytes = 4.0 * (3 * n_sb3 * 2 + B * (2 * 3 + 1 + 2))
+            target = ""
+            if (N, B, ell) == (256, 256, 2):
+                target = f"; local ≥ {SB3_TARGET:g}× this: {'met' if t_sb3 / t_local >= SB3_TARGET else 'not met'}"
+            rows.append(_row("update", "sb3 ddpg", "torch", B, N, ell, t_sb3, s_flops, s_bytes,
+                             max(s_flops / rate, s_bytes / bw), None,
+                             f"{n_sb3} params, actor and critic {H3}-{H3}, "
+                             f"{_torch_threads()} torch thread(s){target}",
+                             samples_per_s=B / t_sb3, vs_baseline=t_ddpg / t_sb3))
+    return rows
+
+
+def sb3_params(H: int, d_obs: int, d_act: int) -> int:
+    """Trainable parameters of SB3's DDPG with ``net_arch=[H, H]`` (actor and critic)."""
+    mlp = lambda d_in, d_out: (d_in + 1) * H + (H + 1) * H + (H + 1) * d_out  # noqa: E731
+    return mlp(d_obs, d_act) + mlp(d_obs + d_act, 1)
+
+
+def sb3_update_macs(B, d_obs, d_act, H):
+    """Multiply-adds of one SB3 DDPG gradient step: the critic's target (target actor and target
+    critic forward), critic forward and backward (×3), actor forward, critic forward and both
+    backward through the critic into the actor (×3 each)."""
+    actor = d_obs * H + H * H + H * d_act
+    critic = (d_obs + d_act) * H + H * H + H
+    return B * (actor + critic + 3 * critic + 3 * actor + 3 * critic)
+
+
+def _torch_threads():
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _sb3_ddpg(params: int, B: int):
+    """``(one gradient step, parameter count, H)`` of stable-baselines3's DDPG on Pendulum-v1
+    with hidden width H chosen for ``params`` trainable parameters; None without SB3.
+
+    Torch runs on as many threads as Numba (``numba.get_num_threads()``), so both sides of the
+    ratio use the same cores. The replay buffer holds 4·B random transitions.
+    """
+    try:
+        import gymnasium as gym
+        import numba
+        import torch
+        from stable_baselines3 import DDPG
+        from stable_baselines3.common.logger import configure
+    except ImportError:
+        return None
+    torch.set_num_threads(numba.get_num_threads())
+    H = min(range(1, 4096), key=lambda h: abs(sb3_params(h, 3, 1) - params))
+    env = gym.make("Pendulum-v1")
+    model = DDPG("MlpPolicy", env, policy_kwargs={"net_arch": [H, H]}, buffer_size=4 * B, batch_size=B,
+                 learning_starts=0, device="cpu", seed=0)
+    model.set_logger(configure(folder=None, format_strings=[]))
+    rng = np.random.default_rng(0)
+    for _ in range(4 * B):
+        obs = rng.standard_normal((1, 3)).astype(np.float32)
+        model.replay_buffer.add(obs, obs + 0.01, rng.uniform(-2, 2, (1, 1)).astype(np.float32),
+                                rng.standard_normal(1).astype(np.float32), np.zeros(1), [{}])
+    n = sum(p.numel() for p in model.actor.parameters()) + sum(p.numel() for p in model.critic.parameters())
+    env.close()
+    return (lambda: model.train(gradient_steps=1, batch_size=B)), int(n), H
+
+
+# ---------------------------------------------------------------------------------------------
+# train: the whole training loop, its time split into phases
+# ---------------------------------------------------------------------------------------------
+
+LOOP_CASES = [   # (learner, backend, options, trace)
+    ("local", "cpu", {}, False),
+    ("local", "cpu", {}, True),
+    ("ddpg", "cpu", {}, False),
+    ("local", "cuda", {}, False),
+    ("local", "cuda", {"graph": True}, False),
+]
+
+
+def bench_loop(steps: int = 8000, n_envs: int = 8, hidden=(64, 64), cases=None) -> list[Row]:
+    """Env steps/s of ``leaky.train`` on Pendulum-v1 (layered [3, *hidden, 1], ℓ = layers), with
+    the wall time split into env, act, learn, logging and the rest (``TrainResult.timing``).
+
+    Each case first runs ``4·n_envs`` steps untimed (compilation, caches), then ``steps`` steps;
+    evaluation (one greedy episode at the end) is excluded from the rate. GPU cases run only with
+    a GPU. The loop is made of the kernels the ``step`` and ``update`` suites check.
+    """
+    import tempfile
+
+    from leaky.train import TrainConfig, train
+
+    rows = []
+    for learner, backend, options, trace in LOOP_CASES if cases is None else cases:
+        if backend == "cuda" and not gpu_available():
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            def run(n):
+                return train(TrainConfig(env="Pendulum-v1", learner=learner, backend=backend, steps=n,
+                                         n_envs=n_envs, hidden=tuple(hidden), eval_every=n, eval_episodes=1,
+                                         learner_options=dict(options), progress=False,
+                                         trace=f"{tmp}/trace-{n}.h5" if trace else None))
+            run(4 * n_envs)
+            r = run(steps)
+        busy = r.wall_seconds - r.timing["evaluation"] - r.timing["checkpoint"]
+        if not (np.isfinite(r.final_eval) and busy > 0):
+            raise AssertionError(f"bench train {learner}/{backend}: the run did not finish cleanly")
+        iterations = r.env_steps // n_envs
+        split = {k: v / busy for k, v in r.timing.items() if k not in ("evaluation", "checkpoint")}
+        what = learner + (" graph" if options.get("graph") else "") + (" + trace" if trace else "")
+        note = " · ".join(f"{k} {v:.0%}" for k, v in split.items())
+        N = 3 + sum(hidden) + 1
+        rows.append(_row("train", f"loop {what}", backend, n_envs, N, len(hidden) + 1, busy / iterations,
+                         0.0, 0.0, note=note, samples_per_s=r.env_steps / busy, split=split))
+    base = {r.backend: r.seconds for r in rows if r.kernel == "loop local"}
+    for r in rows:
+        r.vs_baseline = base.get(r.backend, r.seconds) / r.seconds
     return rows
 
 
@@ -762,9 +884,9 @@ SUITES: dict[str, Callable[..., list]] = {
                                     layered_grid=QUICK_LAYERED_GRID if args.quick else None),
     "update": lambda args: bench_update(QUICK_UPDATE_GRID if args.quick else None,
                                         repeats=3 if args.quick else 7,
-                                        mlp_grid=QUICK_MLP_UPDATE_GRID if args.quick else None),
-    "train": lambda args: bench_train(QUICK_TRAIN_GRID if args.quick else None,
-                                      repeats=3 if args.quick else 7),
+                                        mlp_grid=QUICK_MLP_UPDATE_GRID if args.quick else None)
+    + bench_learners(QUICK_TRAIN_GRID if args.quick else None, repeats=3 if args.quick else 7),
+    "train": lambda args: bench_loop(800 if args.quick else 8000, hidden=(16, 16) if args.quick else (64, 64)),
     "trace": lambda args: _trace_module().bench_trace(args),
 }
 
@@ -809,7 +931,7 @@ def _cpu_model() -> str:
 
 
 def format_table(rows: list[Row]) -> str:
-    head = (f"{'suite':8} {'kernel':18} {'backend':7} {'B':>5} {'N':>5} {'ℓ':>2} {'time':>10} "
+    head = (f"{'suite':8} {'kernel':20} {'backend':7} {'B':>5} {'N':>5} {'ℓ':>2} {'time':>10} "
             f"{'GFLOP/s':>8} {'GB/s':>7} {'ceil':>6} {'×comp':>6}  note")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -817,9 +939,11 @@ def format_table(rows: list[Row]) -> str:
         cf = "" if r.ceiling_fraction is None else f"{r.ceiling_fraction:.2f}"
         vc = "" if r.vs_composed is None else f"{r.vs_composed:.2f}"
         note = r.note
-        if r.samples_per_s is not None:
+        if r.samples_per_s is not None and r.suite == "train":
+            note = f"{r.samples_per_s:,.0f} env steps/s, {r.vs_baseline:.2f}× loop local; {note}"
+        elif r.samples_per_s is not None:
             note = f"{r.samples_per_s:,.0f} samples/s, {r.vs_baseline:.2f}× ddpg; {note}"
-        lines.append(f"{r.suite:8} {r.kernel:18} {r.backend:7} {r.B:5d} {r.N:5d} {r.delay:2d} {t:>10} "
+        lines.append(f"{r.suite:8} {r.kernel:20} {r.backend:7} {r.B:5d} {r.N:5d} {r.delay:2d} {t:>10} "
                      f"{r.gflops:8.2f} {r.gbps:7.2f} {cf:>6} {vc:>6}  {note}")
     return "\n".join(lines)
 

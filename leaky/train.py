@@ -116,6 +116,7 @@ class TrainResult:
     update_seconds: float
     updates: int
     metrics: list[dict] = field(default_factory=list)   # learner metrics averaged per eval interval
+    timing: dict = field(default_factory=dict)          # wall seconds per phase of the loop (Stopwatch)
 
     @property
     def final_eval(self) -> float:
@@ -130,7 +131,41 @@ class TrainResult:
                          f"{last['mean']:.1f} ± {last['std']:.1f} at step {last['step']}")
         if self.updates:
             parts.append(f"{self.updates} updates, {self.update_seconds / self.updates * 1e3:.2f} ms each")
+        if self.timing and self.wall_seconds > 0:
+            parts.append("time " + " · ".join(f"{k} {v / self.wall_seconds:.0%}" for k, v in self.timing.items()
+                                              if v >= 0.005 * self.wall_seconds))
         return "; ".join(parts)
+
+
+class Stopwatch:
+    """Wall seconds per phase of the training loop: ``with watch("env"): …``.
+
+    Phases: ``env`` (vector env step and the finiteness checks), ``act`` (the network step with
+    noise, up to the action on the host), ``learn`` (observe and update, synchronised), ``logging``
+    (the trace), ``evaluation``, ``checkpoint``; ``other`` is the rest of the wall time.
+    """
+
+    PHASES = ("env", "act", "learn", "logging", "evaluation", "checkpoint")
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self._phase = None
+        self._t = 0.0
+
+    def __call__(self, phase: str):
+        self._phase = phase
+        return self
+
+    def __enter__(self):
+        self._t = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.seconds[self._phase] += time.perf_counter() - self._t
+
+    def split(self, wall: float) -> dict:
+        out = dict(self.seconds)
+        out["other"] = max(0.0, wall - sum(self.seconds.values()))
+        return out
 
 
 # -- environments ---------------------------------------------------------------------------------
@@ -327,6 +362,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     ep_return = np.zeros(cfg.n_envs)
     recent = deque(train_returns[-20:], maxlen=20)
     update_seconds, updates = 0.0, 0
+    watch = Stopwatch()
     metric_sums: dict = {}
     metric_history: list[dict] = []
     t0 = time.perf_counter()
@@ -336,39 +372,43 @@ def train(cfg: TrainConfig) -> TrainResult:
     try:
         for it in range(start, iterations):
             step = it * cfg.n_envs
-            V_end, action = learner.act(V, obs, explore=True)
-            act_np = to_numpy(action)
-            next_obs, reward, term, trunc, info = envs.step(act_np)
-            _check_finite("observation", next_obs, step)
-            _check_finite("reward", reward, step)
+            with watch("act"):
+                V_end, action = learner.act(V, obs, explore=True)
+                act_np = to_numpy(action)
+            with watch("env"):
+                next_obs, reward, term, trunc, info = envs.step(act_np)
+                _check_finite("observation", next_obs, step)
+                _check_finite("reward", reward, step)
             done = term | trunc
             final_obs = next_obs
             if done.any():
                 final_obs = next_obs.copy()
                 for i in np.flatnonzero(done):
                     final_obs[i] = info["final_obs"][i]
-            learner.observe(obs, action, reward, final_obs, term, trunc, V, V_end)
-            for _ in range(updates_per_step):
-                u0 = time.perf_counter()
-                metrics = learner.update()
-                if metrics:
+            with watch("learn"):
+                learner.observe(obs, action, reward, final_obs, term, trunc, V, V_end)
+                for _ in range(updates_per_step):
+                    u0 = time.perf_counter()
+                    metrics = learner.update()
                     be.synchronize()
-                    update_seconds += time.perf_counter() - u0
-                    updates += 1
-                    for k, v in metrics.items():
-                        if np.isscalar(v):
-                            acc = metric_sums.setdefault(k, [0.0, 0])
-                            acc[0] += float(v)
-                            acc[1] += 1
+                    if metrics:
+                        update_seconds += time.perf_counter() - u0
+                        updates += 1
+                        for k, v in metrics.items():
+                            if np.isscalar(v):
+                                acc = metric_sums.setdefault(k, [0.0, 0])
+                                acc[0] += float(v)
+                                acc[1] += 1
             if trace is not None:
-                noise = getattr(learner, "last_noise", None)
-                trace.log_step(obs=obs, actions=act_np, rewards=reward, terminations=term, truncations=trunc,
-                               next_obs=final_obs, voltages=V_end,
-                               noise=None if noise is None else noise[-1])
-                if trace.weights_due(step):
-                    trace.log_weights(step, to_numpy(net.K), to_numpy(net.b))
-                if metrics and it % 10 == 0:
-                    trace.log_training(step, **{k: float(v) for k, v in metrics.items() if np.isscalar(v)})
+                with watch("logging"):
+                    noise = getattr(learner, "last_noise", None)
+                    trace.log_step(obs=obs, actions=act_np, rewards=reward, terminations=term, truncations=trunc,
+                                   next_obs=final_obs, voltages=V_end,
+                                   noise=None if noise is None else noise[-1])
+                    if trace.weights_due(step):
+                        trace.log_weights(step, to_numpy(net.K), to_numpy(net.b))
+                    if metrics and it % 10 == 0:
+                        trace.log_training(step, **{k: float(v) for k, v in metrics.items() if np.isscalar(v)})
             ep_return += reward
             for i in np.flatnonzero(done):
                 train_returns.append(float(ep_return[i]))
@@ -383,7 +423,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                 _check_network(net, V, step)
             done_steps = (it + 1) * cfg.n_envs
             if done_steps // cfg.eval_every > step // cfg.eval_every or it == iterations - 1:
-                rets = evaluate(net, cfg.env, cfg.eval_episodes, 10_000 + cfg.seed * 1000 + len(evaluations))
+                with watch("evaluation"):
+                    rets = evaluate(net, cfg.env, cfg.eval_episodes, 10_000 + cfg.seed * 1000 + len(evaluations))
                 evaluations.append({"step": done_steps, "mean": float(np.mean(rets)),
                                     "std": float(np.std(rets)), "returns": rets})
                 metric_history.append({"step": done_steps, **{k: s / max(n, 1) for k, (s, n) in metric_sums.items()}})
@@ -392,7 +433,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                     trace.log_training(done_steps, eval_return=float(np.mean(rets)))
             if cfg.checkpoint and (done_steps // cfg.checkpoint_every > step // cfg.checkpoint_every
                                    or it == iterations - 1):
-                _save(cfg, net, learner, it + 1, evaluations, train_returns)
+                with watch("checkpoint"):
+                    _save(cfg, net, learner, it + 1, evaluations, train_returns)
             bar.update(cfg.n_envs)
             if it % 20 == 0:
                 post = {"ret": f"{np.mean(recent):.1f}" if recent else "-"}
@@ -403,11 +445,13 @@ def train(cfg: TrainConfig) -> TrainResult:
         bar.close()
         envs.close()
         if trace is not None:
-            trace.close()
+            with watch("logging"):
+                trace.close()
+    wall = time.perf_counter() - t0
     return TrainResult(env_steps=iterations * cfg.n_envs, episodes=len(train_returns),
                        train_returns=train_returns, evaluations=evaluations,
-                       wall_seconds=time.perf_counter() - t0, update_seconds=update_seconds, updates=updates,
-                       metrics=metric_history)
+                       wall_seconds=wall, update_seconds=update_seconds, updates=updates,
+                       metrics=metric_history, timing=watch.split(wall))
 
 
 def _save(cfg, net, learner, iteration, evaluations, train_returns):
@@ -459,7 +503,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "env_steps": result.env_steps, "episodes": result.episodes,
                           "evaluations": result.evaluations, "wall_seconds": result.wall_seconds,
-                          "update_ms": result.update_seconds / max(1, result.updates) * 1e3}))
+                          "update_ms": result.update_seconds / max(1, result.updates) * 1e3,
+                          "timing": result.timing}))
     else:
         print(f"{cfg.learner} on {cfg.env}: {result.summary()}")
     return 0

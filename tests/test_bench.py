@@ -38,22 +38,43 @@ def test_bench_step_quick_json(capsys):
             assert any("schedule serial" in n for n in notes)
 
 
-def test_bench_update_and_train_quick_json(capsys):
-    rows = _run_json(capsys, "update", "train")
+def test_bench_update_quick_json(capsys):
+    rows = _run_json(capsys, "update")
     kernels = {(r["suite"], r["kernel"], r["backend"]) for r in rows}
-    families = {r["note"].split(";")[0] for r in rows if r["suite"] == "update"}
+    families = {r["note"].split(";")[0] for r in rows if r["kernel"] in ("fused", "composed")}
     assert families == {"advantage critics", "mlp critics H = 16"}
     assert {("update", "fused", "cpu"), ("update", "composed", "numpy"),
-            ("update", "roofline (ceiling)", "numpy"), ("train", "local update", "cpu"),
-            ("train", "ddpg update", "cpu")} <= kernels
-    train = {r["kernel"]: r for r in rows if r["suite"] == "train"}
-    local, ddpg = train["local update"], train["ddpg update"]
+            ("update", "roofline (ceiling)", "numpy"), ("update", "local learner", "cpu"),
+            ("update", "ddpg learner", "cpu")} <= kernels
+    learners = {r["kernel"]: r for r in rows if "learner" in r["kernel"] or r["kernel"] == "sb3 ddpg"}
+    local, ddpg = learners["local learner"], learners["ddpg learner"]
     assert local["samples_per_s"] == pytest.approx(local["B"] / local["seconds"])
     assert local["vs_baseline"] == pytest.approx(ddpg["seconds"] / local["seconds"])
     # equal parameter counts, to within one hidden unit of the DDPG critic
     n_local, n_ddpg = (int(r["note"].split()[0]) for r in (local, ddpg))
     H = int(ddpg["note"].split("critic ")[1].split("-")[0])
     assert abs(n_local - n_ddpg) <= 2 * H + 8
+    if "sb3 ddpg" in learners:        # stable-baselines3 installed: its DDPG at the same size
+        sb3 = learners["sb3 ddpg"]
+        H3 = int(sb3["note"].split("critic ")[1].split("-")[0])
+        assert abs(int(sb3["note"].split()[0]) - n_local) <= 4 * H3
+
+
+def test_sb3_parameter_count_formula():
+    # SB3's DDPG, net_arch [H, H], obs 3, action 1: actor 3→H→H→1 and critic 4→H→H→1
+    H = 5
+    assert bench.sb3_params(H, 3, 1) == (4 * H + (H + 1) * H + H + 1) + (5 * H + (H + 1) * H + H + 1)
+
+
+def test_bench_train_splits_the_loop(capsys):
+    rows = _run_json(capsys, "train")
+    loops = {r["kernel"]: r for r in rows}
+    assert {"loop local", "loop local + trace", "loop ddpg"} <= set(loops)
+    for r in rows:
+        assert set(r["split"]) == {"env", "act", "learn", "logging", "other"}
+        assert sum(r["split"].values()) == pytest.approx(1.0, abs=1e-6)
+        assert r["samples_per_s"] == pytest.approx(r["B"] / r["seconds"], rel=1e-6)
+    assert loops["loop local"]["split"]["logging"] == 0 < loops["loop local + trace"]["split"]["logging"]
 
 
 def test_bench_table_and_unknown_suite(capsys):
