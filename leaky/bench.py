@@ -297,9 +297,18 @@ def _bench_step_gpu(cfg, net, V0, u, xi, want, flags, flops, nbytes) -> list[Row
 # update: the fused local update against the same update composed from GEMMs
 # ---------------------------------------------------------------------------------------------
 
+def _composed_setup(theta, tau, n_inputs, N):
+    """Array module of the parameters (NumPy or CuPy), the host copy of ``tau`` and the agents."""
+    xp = np
+    if not isinstance(theta, np.ndarray):
+        import cupy as xp
+    tau = np.asarray(tau.get() if hasattr(tau, "get") else tau)
+    return xp, tau, np.arange(n_inputs, N)
+
+
 def update_local_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, theta, theta_bar,
                           adam_m, adam_v, n_inputs, activation, cfg, step):
-    """The local update (own critic, view ``all``) composed from NumPy calls; in place.
+    """The local update (own critic, view ``all``) composed from NumPy (or CuPy) calls; in place.
 
     Not a face of the kernel: the alternative its faces are benchmarked against. Neurons that
     learn from the same slice τ form one group, and every per-neuron dot product of the group
@@ -313,16 +322,16 @@ def update_local_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, t
     if cfg.view != "all" or cfg.baseline != "own":
         raise ValueError("update_local_composed: only view='all', baseline='own'")
     T, B, N = Vs.shape
+    xp, tau, agents = _composed_setup(theta, tau, n_inputs, N)
     lay = critic_layout(N)
-    act = {0: np.tanh, 1: lambda a: np.maximum(a, 0), 2: lambda a: a}[activation]
-    dact = {0: lambda a: 1 - np.tanh(a) ** 2, 1: lambda a: (a > 0).astype(a.dtype),
-            2: np.ones_like}[activation]
+    act = {0: xp.tanh, 1: lambda a: xp.maximum(a, 0), 2: lambda a: a}[activation]
+    dact = {0: lambda a: 1 - xp.tanh(a) ** 2, 1: lambda a: (a > 0).astype(a.dtype),
+            2: xp.ones_like}[activation]
     advantage = cfg.family == "advantage"
     step_size, eps_hat = cfg.adam_scalars(step)
-    cols = np.r_[0:2 * N + 3] if advantage else np.r_[0:N, 2 * N, 2 * N + 1]  # trained = owned
-    agents = np.arange(n_inputs, N)
+    cols = xp.asarray(np.r_[0:2 * N + 3] if advantage else np.r_[0:N, 2 * N, 2 * N + 1])  # trained = owned
     for t in np.unique(tau[agents]):
-        idx = agents[tau[agents] == t]
+        idx = xp.asarray(agents[tau[agents] == t])
         sl = slice(None) if t < 0 else slice(int(t), int(t) + 1)
         X, Xn = Vs[sl].reshape(-1, N), Vn[sl].reshape(-1, N)
         y, a = ys[sl].reshape(-1, N)[:, idx], alphas[sl].reshape(-1, N)[:, idx]
@@ -340,7 +349,7 @@ def update_local_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, t
             e = rr + cc * (Xn @ thb[:, lay.w].T + thb[:, lay.u] * act(yn[sl].reshape(-1, N)[:, idx])
                            + thb[:, lay.c]) - Q
             da = a
-        ascent = np.empty_like(th)
+        ascent = xp.empty_like(th)
         ascent[:, lay.w] = e.T @ X / S
         ascent[:, lay.c] = e.mean(axis=0)
         ascent[:, lay.u] = (e * da).mean(axis=0)
@@ -350,16 +359,16 @@ def update_local_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, t
         if cfg.optimizer == "sgd":
             th[:, cols] += cfg.lr_critic * ascent[:, cols]
         else:
-            rc = np.ix_(idx, cols)
+            rc = xp.ix_(idx, cols)
             g = -ascent[:, cols]
             adam_m[rc] = m = cfg.beta1 * adam_m[rc] + (1 - cfg.beta1) * g
             adam_v[rc] = v = cfg.beta2 * adam_v[rc] + (1 - cfg.beta2) * g * g
-            th[:, cols] -= step_size * m / (np.sqrt(v) + eps_hat)
+            th[:, cols] -= step_size * m / (xp.sqrt(v) + eps_hat)
         if advantage:
-            th[:, lay.h] = np.minimum(th[:, lay.h], 0)
+            th[:, lay.h] = xp.minimum(th[:, lay.h], 0)
             slope = th[:, lay.u] + X @ th[:, lay.p].T
         else:
-            slope = np.broadcast_to(th[:, lay.u], e.shape)
+            slope = xp.broadcast_to(th[:, lay.u], e.shape)
         s = slope * dact(y)
         K[idx] += cfg.lr_actor * (s.T @ X / S) * mask[idx]
         bias[idx] += cfg.lr_actor * s.mean(axis=0)
@@ -369,7 +378,7 @@ def update_local_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, t
 
 def update_mlp_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, theta, theta_bar,
                         adam_m, adam_v, n_inputs, activation, cfg, step):
-    """The MLP-critic update (view ``all``) composed from NumPy calls; in place.
+    """The MLP-critic update (view ``all``) composed from NumPy (or CuPy) calls; in place.
 
     Not a face of the kernel: the alternative its faces are benchmarked against. For the G
     neurons that learn from one slice τ the first layers of all G critics are one GEMM
@@ -382,14 +391,14 @@ def update_mlp_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, the
     if cfg.view != "all":
         raise ValueError("update_mlp_composed: only view='all'")
     T, B, N = Vs.shape
+    xp, tau, agents = _composed_setup(theta, tau, n_inputs, N)
     H = um.mlp_hidden(N, theta.shape[1])
-    act = {0: np.tanh, 1: lambda a: np.maximum(a, 0), 2: lambda a: a}[activation]
-    dact = {0: lambda a: 1 - np.tanh(a) ** 2, 1: lambda a: (a > 0).astype(a.dtype),
-            2: np.ones_like}[activation]
+    act = {0: xp.tanh, 1: lambda a: xp.maximum(a, 0), 2: lambda a: a}[activation]
+    dact = {0: lambda a: 1 - xp.tanh(a) ** 2, 1: lambda a: (a > 0).astype(a.dtype),
+            2: xp.ones_like}[activation]
     step_size, eps_hat = cfg.adam_scalars(step)
-    agents = np.arange(n_inputs, N)
     for t in np.unique(tau[agents]):
-        idx = agents[tau[agents] == t]
+        idx = xp.asarray(agents[tau[agents] == t])
         sl = slice(None) if t < 0 else slice(int(t), int(t) + 1)
         X, Xn = Vs[sl].reshape(-1, N), Vn[sl].reshape(-1, N)
         y, a = ys[sl].reshape(-1, N)[:, idx].T, alphas[sl].reshape(-1, N)[:, idx].T   # (G, S)
@@ -402,8 +411,8 @@ def update_mlp_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, the
             p = um.unpack_mlp(rows, H)
             W1 = p["W1"]                                                        # (G, H, N+1)
             a1 = (X @ W1[:, :, :N].reshape(G * H, N).T).reshape(S, G, H).transpose(1, 0, 2)
-            h1 = np.tanh(a1 + a[:, :, None] * W1[:, None, :, N] + p["b1"][:, None, :])
-            h2 = np.tanh(h1 @ p["W2"].transpose(0, 2, 1) + p["b2"][:, None, :])  # (G, S, H)
+            h1 = xp.tanh(a1 + a[:, :, None] * W1[:, None, :, N] + p["b1"][:, None, :])
+            h2 = xp.tanh(h1 @ p["W2"].transpose(0, 2, 1) + p["b2"][:, None, :])  # (G, S, H)
             return (h2 @ p["w3"][:, :, None])[..., 0] + p["b3"][:, None], h1, h2, p
 
         def backward(p, h1, h2):
@@ -414,7 +423,7 @@ def update_mlp_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, the
         delta = rr + cc * forward(thb, Xn, mu_next)[0] - Q                        # (G, S)
         g1, g2 = backward(p, h1, h2)
         e1, e2 = delta[..., None] * g1, delta[..., None] * g2
-        ascent = np.empty_like(th)
+        ascent = xp.empty_like(th)
         asc = um.unpack_mlp(ascent, H)
         asc["W1"][:, :, :N] = (e1.transpose(0, 2, 1).reshape(G * H, S) @ X).reshape(G, H, N) / S
         asc["W1"][:, :, N] = (e1 * a[:, :, None]).mean(axis=1)
@@ -428,7 +437,7 @@ def update_mlp_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, the
         else:
             adam_m[idx] = m = cfg.beta1 * adam_m[idx] - (1 - cfg.beta1) * ascent
             adam_v[idx] = v = cfg.beta2 * adam_v[idx] + (1 - cfg.beta2) * ascent * ascent
-            th -= step_size * m / (np.sqrt(v) + eps_hat)
+            th -= step_size * m / (xp.sqrt(v) + eps_hat)
         if cfg.actor:                       # the slope through the updated critic, at α = μ
             _, h1, h2, p = forward(th, X, act(y))
             slope = (backward(p, h1, h2)[0] @ p["W1"][:, :, N:])[..., 0]          # (G, S)
@@ -591,12 +600,19 @@ def _bench_update_case(family, N, B, ell, repeats, reference_max_n, H) -> list[R
                                     ucfg, step)
         gpu()
         _check([pd[k] for k in names], want, N, f"update {family} cuda", names, tol)
+        pg = {k: cp.asarray(v) for k, v in params.items()}
+        comp_gpu = lambda: composed(dd, tau, dm, dl, dh, pg, None, n_in, ucfg, step)  # noqa: E731
+        comp_gpu()
+        _check([pg[k] for k in names], want, N, f"update {family} cupy composed", names, tol)
         a = cp.asarray(np.ones((shape[0], shape[2]), np.float32))
         b = cp.asarray(np.ones((shape[2], shape[1]), np.float32))
         t_gemm = time_gpu(lambda: a @ b)
+        t_comp_gpu = time_gpu(comp_gpu)
         t_gpu = time_gpu(gpu)
-        rows.append(_row("update", "fused", "cuda", B, N, ell, t_gpu, flops, nbytes,
-                         flops / (2.0 * shape[0] * shape[1] * shape[2] / t_gemm), None,
+        ceil_gpu = flops / (2.0 * shape[0] * shape[1] * shape[2] / t_gemm)
+        rows.append(_row("update", "composed", "cuda", B, N, ell, t_comp_gpu, flops, nbytes, ceil_gpu,
+                         t_comp_gpu, f"{what}; cuBLAS GEMMs per τ group + elementwise"))
+        rows.append(_row("update", "fused", "cuda", B, N, ell, t_gpu, flops, nbytes, ceil_gpu, t_comp_gpu,
                          f"{what}; numba.cuda, one launch (ceiling: flops at cuBLAS's rate)"))
     return rows
 
@@ -791,7 +807,7 @@ def _sb3_ddpg(params: int, B: int):
 LOOP_CASES = [   # (learner, backend, options, trace)
     ("local", "cpu", {}, False),
     ("local", "cpu", {}, True),
-    ("ddpg", "cpu", {}, False),
+    ("ddpg", "cpu", {"learning_starts": 256}, False),   # updates from the 33rd iteration on
     ("local", "cuda", {}, False),
     ("local", "cuda", {"graph": True}, False),
 ]
@@ -802,8 +818,10 @@ def bench_loop(steps: int = 8000, n_envs: int = 8, hidden=(64, 64), cases=None) 
     the wall time split into env, act, learn, logging and the rest (``TrainResult.timing``).
 
     Each case first runs ``4·n_envs`` steps untimed (compilation, caches), then ``steps`` steps;
-    evaluation (one greedy episode at the end) is excluded from the rate. GPU cases run only with
-    a GPU. The loop is made of the kernels the ``step`` and ``update`` suites check.
+    evaluation (one greedy episode at the end) is excluded from the rate. The local learner
+    updates at every step (online); DDPG (critic 400-300, batch 256) from its 256th transition
+    on. GPU cases run only with a GPU. The loop is made of the kernels the ``step`` and
+    ``update`` suites check.
     """
     import tempfile
 
