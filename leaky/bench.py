@@ -9,9 +9,14 @@ Sub-suites (``leaky bench SUITE …``; default ``ceiling step``):
   step can beat on the CPU; layered networks also against the per-layer GEMMs of their blocks.
 * ``update``: each face of the fused local update (``kernels/update_local.py``, advantage
   critics; ``kernels/update_mlp.py``, MLP critics; Adam, causal clock) against the same update
-  composed from NumPy GEMMs (:func:`update_local_composed`, :func:`update_mlp_composed`).
-* ``train``: one whole learner update, the local learner against DDPG on the same dense
-  network with the DDPG critic sized for an equal trainable-parameter count, in samples/s.
+  composed from GEMMs (:func:`update_local_composed`, :func:`update_mlp_composed`; NumPy, and
+  CuPy on a GPU); then one whole learner update, the local learner against DDPG on the same
+  dense network with the DDPG critic sized for an equal trainable-parameter count, and against
+  stable-baselines3's DDPG gradient step at the same parameter count and batch when SB3 is
+  installed, in samples/s.
+* ``train``: env steps/s of the whole training loop (``leaky.train`` on Pendulum-v1) with its
+  wall time split into env, act, learn, logging and the rest; the local learner with and
+  without a trace, DDPG, and on a GPU the eager and the CUDA-graph local learner.
 * ``ceiling``: the machine's SGEMM GFLOP/s (n = 2048) and memory-copy GB/s (NumPy; CuPy too
   on a GPU).
 * ``trace``: what writing a trace costs (``leaky.bench_trace``), when that module is present.
@@ -920,6 +925,13 @@ def machine() -> dict:
 
         info["gpu"] = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
         info["cupy"] = cp.__version__
+    import importlib.metadata
+
+    for dist in ("torch", "stable-baselines3"):      # the SB3 row's versions, when it runs
+        try:
+            info[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
     return info
 
 
