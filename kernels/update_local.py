@@ -643,15 +643,19 @@ def _pack_rows(X, s0, S, lo, L, Xp):
 
 @_cpu_jit()
 def _step_span(th, am, av, g, fm, L, masked, optimizer, lr, inv, beta1, omb1, beta2, omb2,
-               step_size, eps_hat):
+               step_size, eps_hat, tb, keep_soft, tau_soft):
     """:func:`_step_param` over a span of one critic row (``th``, ``am``, ``av``: slices of the
     row and its moments; ``g``: the summed ascent, times ``inv`` to a mean), vectorised; with
-    ``masked``, entries where ``fm`` is 0 keep their value and moments."""
+    ``masked``, entries where ``fm`` is 0 keep their value and moments. Then the soft target
+    update of the same span, ``tb ← keep_soft·tb + τ·th`` with the new ``th`` (fused: one pass
+    over the row; θ does not change between the critic step and the target update)."""
     one = th.dtype.type(1.0)
     if not masked:                   # the common case, without selects
         if optimizer == 0:
             for m in range(L):
-                th[m] += lr * (g[m] * inv)
+                t = th[m] + lr * (g[m] * inv)
+                th[m] = t
+                tb[m] = keep_soft * tb[m] + tau_soft * t
         else:
             for m in range(L):
                 gg = -(g[m] * inv)
@@ -659,11 +663,16 @@ def _step_span(th, am, av, g, fm, L, masked, optimizer, lr, inv, beta1, omb1, be
                 vv = beta2 * av[m] + omb2 * gg * gg
                 am[m] = mm
                 av[m] = vv
-                th[m] -= step_size * mm / (math.sqrt(vv) + eps_hat)
+                t = th[m] - step_size * mm / (math.sqrt(vv) + eps_hat)
+                th[m] = t
+                tb[m] = keep_soft * tb[m] + tau_soft * t
     elif optimizer == 0:
         for m in range(L):
             keep = masked and fm[m] == 0
-            th[m] += (th.dtype.type(0.0) if keep else one) * (lr * (g[m] * inv))
+            t = th[m] + (th.dtype.type(0.0) if keep else one) * (lr * (g[m] * inv))
+            th[m] = t
+            new = keep_soft * tb[m] + tau_soft * t
+            tb[m] = tb[m] if keep else new
     else:
         for m in range(L):
             keep = masked and fm[m] == 0
@@ -673,7 +682,10 @@ def _step_span(th, am, av, g, fm, L, masked, optimizer, lr, inv, beta1, omb1, be
             step = step_size * mm / (math.sqrt(vv) + eps_hat)
             am[m] = am[m] if keep else mm
             av[m] = av[m] if keep else vv
-            th[m] = th[m] if keep else th[m] - step
+            t = th[m] if keep else th[m] - step
+            th[m] = t
+            new = keep_soft * tb[m] + tau_soft * t
+            tb[m] = tb[m] if keep else new
 
 
 @_cpu_jit()
@@ -765,11 +777,31 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
         sc[2, i] = theta[n, ih]
         sc[3, i] = theta_bar[n, ic]
         sc[4, i] = theta_bar[n, iu]
-    # transitions outer, neurons inner: the tile's columns of a row are close together
+    # transitions outer, neurons inner: the tile's columns of a row are close together (and
+    # contiguous when the tile's neurons are consecutive, the usual case: vector loads)
+    n0 = ids[0]
+    contig = ids[k - 1] - n0 == k - 1
     for s in range(S):
         q = s0 + s
         rq, cq, dq = r2[q], cont2[q], delta2[q]
         Ew = E[s]
+        if contig:
+            Aq, Dq, Mq = A2[q, n0:n0 + k], D2[q, n0:n0 + k], MU2[q, n0:n0 + k]
+            Yws, Yps, Ybs = Yw[s], Yp[s], Yb[s]
+            c_, u_, h_, cb_, ub_ = sc[0], sc[1], sc[2], sc[3], sc[4]
+            se, sa, su, sh = sc[5], sc[6], sc[7], sc[8]
+            for i in range(k):
+                a = Aq[i]
+                d = Dq[i]
+                e = _residual(family, baseline, a, d, Yws[i], Yps[i], Ybs[i], c_[i], u_[i], h_[i],
+                              cb_[i], ub_[i], Mq[i], rq, cq, dq, half)
+                se[i] += e
+                sa[i] += abs(e)
+                su[i] += e * (a if own_linear else d)
+                sh[i] += e * half * d * d
+                Ew[i] = e
+                Ew[W + i] = e * d
+            continue
         for i in range(k):
             n = ids[i]
             a = A2[q, n]
@@ -791,9 +823,10 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
     if family == 1:
         _grads_cpu(E, W, W + kr, X, Lpad, S, G)
 
-    # critic steps; the updated p, masked, back into its panel
+    # critic steps and their spans' soft target updates; the updated p, masked, into its panel
     omb1 = one - beta1
     omb2 = one - beta2
+    keep = one - tau_soft
     fm = np.ones(max(L, 1), dtype=theta.dtype)
     masked = view == 1
     for i in range(k):
@@ -803,12 +836,13 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
                 fm[m] = one if mask[n, lo + m] != 0 else zero
         if baseline == 0:
             _step_span(theta[n, lo:hi], adam_m[n, lo:hi], adam_v[n, lo:hi], G[i], fm, L, masked,
-                       optimizer, lr_critic, inv, beta1, omb1, beta2, omb2, step_size, eps_hat)
+                       optimizer, lr_critic, inv, beta1, omb1, beta2, omb2, step_size, eps_hat,
+                       theta_bar[n, lo:hi], keep, tau_soft)
         if family == 1:
             j0, j1 = N + lo, N + hi
             _step_span(theta[n, j0:j1], adam_m[n, j0:j1], adam_v[n, j0:j1], G[W + i], fm, L,
                        masked, optimizer, lr_critic, inv, beta1, omb1, beta2, omb2, step_size,
-                       eps_hat)
+                       eps_hat, theta_bar[n, j0:j1], keep, tau_soft)
             for m in range(L):
                 Pp[m, i] = theta[n, j0 + m] * fm[m]
         if baseline == 0:
@@ -832,6 +866,16 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
         q = s0 + s
         Ew = E[s]
         Ys = Yp[s]
+        if contig:
+            Gq = SG2[q, n0:n0 + k]
+            u_, ss, sg = sc[1], sc[0], sc[2]
+            for i in range(k):
+                slope = u_[i] + (Ys[i] if family == 1 else zero)
+                g = slope * Gq[i]
+                ss[i] += slope
+                sg[i] += g
+                Ew[i] = g
+            continue
         for i in range(k):
             slope = sc[1, i] + (Ys[i] if family == 1 else zero)
             g = slope * SG2[q, ids[i]]
@@ -841,20 +885,17 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
     GK = np.zeros((W, KLpad), dtype=theta.dtype)
     _grads_cpu(E, 0, kr, Xk, KLpad, S, GK)
 
-    keep = one - tau_soft
     for i in range(k):
         n = ids[i]
         for m in range(KL):
             if mask[n, klo + m] != 0:
                 K[n, klo + m] += lr_actor * (GK[i, m] * inv)
         bias[n] += lr_actor * (sc[2, i] * inv)
-        if masked:
-            for m in range(L):
-                fm[m] = one if mask[n, lo + m] != 0 else zero
-        _soft_span(theta_bar[n, lo:hi], theta[n, lo:hi], fm, L, masked, keep, tau_soft)
-        if family == 1:
-            _soft_span(theta_bar[n, N + lo:N + hi], theta[n, N + lo:N + hi], fm, L, masked, keep,
-                       tau_soft)
+        if baseline != 0:            # w is not stepped (dopamine): its target still follows it
+            if masked:
+                for m in range(L):
+                    fm[m] = one if mask[n, lo + m] != 0 else zero
+            _soft_span(theta_bar[n, lo:hi], theta[n, lo:hi], fm, L, masked, keep, tau_soft)
         theta_bar[n, ic] = keep * theta_bar[n, ic] + tau_soft * theta[n, ic]
         theta_bar[n, iu] = keep * theta_bar[n, iu] + tau_soft * theta[n, iu]
         if family == 1:
