@@ -960,6 +960,14 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _note(r: Row) -> str:
+    if r.samples_per_s is not None and r.suite == "train":
+        return f"{r.samples_per_s:,.0f} env steps/s, {r.vs_baseline:.2f}× loop local; {r.note}"
+    if r.samples_per_s is not None:
+        return f"{r.samples_per_s:,.0f} samples/s, {r.vs_baseline:.2f}× ddpg; {r.note}"
+    return r.note
+
+
 def format_table(rows: list[Row]) -> str:
     head = (f"{'suite':8} {'kernel':20} {'backend':7} {'B':>5} {'N':>5} {'ℓ':>2} {'time':>10} "
             f"{'GFLOP/s':>8} {'GB/s':>7} {'ceil':>6} {'×comp':>6}  note")
@@ -968,13 +976,22 @@ def format_table(rows: list[Row]) -> str:
         t = f"{r.seconds * 1e6:.1f} µs" if r.seconds < 1e-3 else f"{r.seconds * 1e3:.2f} ms"
         cf = "" if r.ceiling_fraction is None else f"{r.ceiling_fraction:.2f}"
         vc = "" if r.vs_composed is None else f"{r.vs_composed:.2f}"
-        note = r.note
-        if r.samples_per_s is not None and r.suite == "train":
-            note = f"{r.samples_per_s:,.0f} env steps/s, {r.vs_baseline:.2f}× loop local; {note}"
-        elif r.samples_per_s is not None:
-            note = f"{r.samples_per_s:,.0f} samples/s, {r.vs_baseline:.2f}× ddpg; {note}"
+        note = _note(r)
         lines.append(f"{r.suite:8} {r.kernel:20} {r.backend:7} {r.B:5d} {r.N:5d} {r.delay:2d} {t:>10} "
                      f"{r.gflops:8.2f} {r.gbps:7.2f} {cf:>6} {vc:>6}  {note}")
+    return "\n".join(lines)
+
+
+def format_markdown(rows: list[Row]) -> str:
+    """The rows as a Markdown table (what docs/benchmarks.md's tables are made from)."""
+    lines = ["| suite | kernel | backend | B | N | ℓ | time | GFLOP/s | GB/s | of ceiling | × composed | note |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = f"{r.seconds * 1e6:.1f} µs" if r.seconds < 1e-3 else f"{r.seconds * 1e3:.2f} ms"
+        cf = "" if r.ceiling_fraction is None else f"{r.ceiling_fraction:.2f}"
+        vc = "" if r.vs_composed is None else f"{r.vs_composed:.2f}"
+        lines.append(f"| {r.suite} | {r.kernel} | {r.backend} | {r.B} | {r.N} | {r.delay} | {t} | "
+                     f"{r.gflops:.2f} | {r.gbps:.2f} | {cf} | {vc} | {_note(r)} |")
     return "\n".join(lines)
 
 
@@ -993,6 +1010,11 @@ def run(args) -> int:
         (trace_rows if s == "trace" else rows).extend(SUITES[s](args))
     if args.json:
         print(json.dumps({"machine": info, "rows": [asdict(r) for r in rows] + trace_rows}, indent=1))
+    elif args.markdown:
+        print(", ".join(f"{k} {v}" for k, v in info.items()) + "\n")
+        print(format_markdown(rows))
+        if trace_rows:
+            _trace_module().print_table(trace_rows)
     else:
         print("# " + ", ".join(f"{k} {v}" for k, v in info.items()))
         if rows:
@@ -1009,6 +1031,7 @@ def add_parser(sub) -> None:
                    help=f"sub-suites to run (default: ceiling step); any of {', '.join(SUITES)}")
     p.add_argument("--quick", action="store_true", help="tiny grids (seconds), for smoke tests")
     p.add_argument("--json", action="store_true", help="print the rows and the machine as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the rows as a Markdown table")
     trace = _trace_module()
     if trace is not None and hasattr(trace, "add_arguments"):
         trace.add_arguments(p)

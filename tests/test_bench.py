@@ -168,3 +168,11 @@ def test_cpu_step_schedules_agree_exactly(B, N, topology):
     assert_faces_agree(dict(zip(names, outs[0])), dict(zip(names, want)), N)
     with pytest.raises(ValueError, match="schedule"):
         step_kernels.cpu_schedule(B, 3, N * N, "diagonal")
+
+
+def test_bench_markdown_table(capsys):
+    assert main(["bench", "ceiling", "--markdown"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    table = [l for l in lines if l.startswith("|")]
+    assert table[0].startswith("| suite | kernel") and table[1].startswith("|---")
+    assert {l.split("|")[2].strip() for l in table[2:]} >= {"sgemm", "copy"}
