@@ -136,11 +136,12 @@ class Program:
 
     def _captured(self):
         s = self.stream.cupy
-        s.begin_capture()
-        try:
-            self.run()
-        finally:
-            graph = s.end_capture()
+        with s:                    # CuPy's current stream while capturing, as its docs do
+            s.begin_capture()
+            try:
+                self.run()
+            finally:
+                graph = s.end_capture()
         return graph
 
     def kernel_nodes(self) -> int | None:
