@@ -170,8 +170,15 @@ _OUTER = _TILE_ROWS == 4   # outer-product tiles need 32 vector registers (AVX-5
 _OUTER_ROWS = 8    # batch rows × neurons of an outer-product tile: 16 AVX-512 accumulators
 _OUTER_COLS = 32
 # Packing the panels costs 0.2 ns per weight; an outer tile saves 4–8·10⁻³ ns per weight, row
-# and internal step over a dot tile (measured, N = 64 … 256): below B·ℓ = 64 it does not pay.
+# and internal step over a dot tile, more at small N where the dot tiles' horizontal reductions
+# weigh most. Measured (one thread, serial, N = 64 / 128 / 256, B = 8 … 32): outer tiles pay
+# from B·ℓ ≈ 32 / 48 / 64 on: the threshold is N/4 + 16, clamped to [32, 64].
 _OUTER_MIN_ROWS_STEPS = 64
+
+
+def outer_min_rows_steps(n_rows: int) -> int:
+    """B·ℓ from which the outer-product tiles pay at N = ``n_rows`` neurons."""
+    return min(_OUTER_MIN_ROWS_STEPS, max(32, n_rows // 4 + 16))
 
 
 def _cpu_jit(**flags):
@@ -527,7 +534,7 @@ def step_cpu(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activation, inh
         nnz = presynaptic_count(col_lo, col_hi)
     name, row_block, neuron_tasks = cpu_schedule(B, ell, nnz, schedule)
     kernel = _step_cpu_serial if name == "serial" else _step_cpu_parallel
-    outer = (_OUTER and B >= _OUTER_ROWS and B * ell >= _OUTER_MIN_ROWS_STEPS
+    outer = (_OUTER and B >= _OUTER_ROWS and B * ell >= outer_min_rows_steps(K.shape[0])
              and K.shape[0] >= _OUTER_COLS)
     kernel(V0, u, K, bias, leak, xi, col_lo, col_hi, int(n_inputs), int(activation),
            int(inhibition), float(kappa), bool(pulse), Vc, z, y, alpha, row_block, neuron_tasks,
