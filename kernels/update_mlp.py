@@ -53,7 +53,9 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import float32, int32, njit, prange
+from numba import carray, float32, int32, njit, prange
+from numba import types as nbtypes
+from numba.extending import overload
 
 try:  # the cuda face needs numba-cuda; the others do not
     from numba import cuda
@@ -65,10 +67,9 @@ from leaky.kernels.scalar import FASTMATH as _FAST
 from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
 from leaky.kernels.scalar import compiled as _compiled
 from leaky.kernels.scalar import cuda_jit as _cuda_jit
-from leaky.kernels.scalar import sigma as _sigma
-from leaky.kernels.scalar import sigma_grad as _sigma_grad
-from leaky.kernels.scalar import step_param as _step_param
+from leaky.kernels.scalar import stack_empty as _stack_empty
 from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
+from leaky.kernels.scalar import tanh32 as _tanh32
 
 def _cuda_device(fn):
     return cuda.jit(device=True, inline="always")(fn) if cuda is not None else None
@@ -397,7 +398,8 @@ def slopes_mlp_reference(V, y, mask, theta, n_inputs, activation, view, out=None
 
 
 # ---------------------------------------------------------------------------------------------
-# scalar math shared by the cpu and cuda faces: one critic, one hidden unit at a time
+# scalar math of the cuda face: one critic, one hidden unit at a time (the cpu face batches
+# the transitions of a neuron instead, below)
 # ---------------------------------------------------------------------------------------------
 #
 # Written for a packed parameter row (mlp_layout): b1 at H(N+1), W2 at H(N+2), b2 at H(N+2)+H²,
@@ -442,156 +444,602 @@ _unit_back, _unit_back_cuda = shared(_unit_back)
 
 
 # ---------------------------------------------------------------------------------------------
-# cpu: numba.njit, parallel over neurons (each neuron touches only its own rows)
+# cpu: numba.njit, parallel over neurons; per neuron, its S transitions as small matrix products
 # ---------------------------------------------------------------------------------------------
+#
+# Each neuron touches only its own rows, so neurons run in a prange. Per neuron, the S
+# transitions go through the critic together, 16 at a time, and every pass is a small matrix
+# product held in "panels": blocks of 16 transitions stored feature-major, (features, 16), so
+# that one vector holds one feature (or hidden unit) of 16 transitions:
+#   0. per call: σ(y), σ'(y), σ(y') over every (t, b, m) (vectorised); the voltages V and V'
+#      packed into panels, once for all neurons (a set of blocks per slice t, and one over
+#      all T·B rows for neurons on the internal clock);
+#   1. per neuron, a critic row packed: W1ᵀ (L, Hp) over the neuron's features (Hp: H padded
+#      to 16 with zero units; masked features zeroed under the presynaptic view), W2ᵀ and W2
+#      (Hp, Hp), the vectors b1, W1's α column, b2, w3 (Hp,);
+#   2. forward, target at (x', μ') then critic at (x, α): a1 = W1ᵀ·x and a2 = W2·h1 as 16-unit
+#      × 16-transition register tiles (:func:`_panel_tile`), each followed by a vectorised
+#      tanh; Q along the transitions;
+#   3. δ, then backward: δ ∂Q/∂a2, and (δ ∂Q/∂a2)·W2 with the same tiles;
+#   4. gradient of W1, Σ_j e1[j, :] ⊗ x[j, :], as 8-unit × 32-feature register tiles over the
+#      rows of V (:func:`_grad_tile`); of W2, b1, b2, w3 and the α column by vector
+#      accumulators over the panels (H² per transition);
+#   5. critic step and soft target update in one vectorised pass over the packed row;
+#   6. slope pass with the updated critic (steps 1–3 at α = μ, scale 1), row of K.
+# Hidden units past H stay exactly zero (zero weights in, zero weights out); transitions past
+# S in the last block are zero voltages with δ = 0, and nothing of theirs is kept. Every loop
+# indexes from 0 and the functions compile with error_model="numpy": no zero-division checks,
+# which stop LLVM vectorising. Loops over the 16 transitions of a block in memory take their
+# trip count from the array's shape (R), not the constant: with a constant 16 LLVM unrolled
+# them into scalar code (it cannot prove the arrays apart; the loop vectoriser checks that at
+# run time), which made the forward pass 2× slower. Register tiles called from the long
+# per-neuron body sit in small functions of their own (inlined there, a tile ran 4× slower).
+# float32 uses :func:`tanh32` (vectorisable); float64 libm's tanh, so that the float64
+# compilation stays the reference's algorithm to roundoff.
 
-@njit(cache=True, fastmath=_FAST)
-def _forward_cpu(row, x, mrow, a_in, N, H, view, h1, h2):
-    """Q of one critic at ``[f ⊙ x, a_in]``; fills the hidden activations h1, h2 (H,)."""
-    w3 = H * (N + 3) + H * H
-    for k in range(H):
-        h1[k] = _unit1(row, x, mrow, a_in, k, N, H, view)
-    q = row[w3 + H]
-    for k in range(H):
-        h = _unit2(row, h1, k, N, H)
-        h2[k] = h
-        q += row[w3 + k] * h
-    return q
+BLOCK_CPU = 16      # transitions per panel block (one vector of float32)
+UNITS_CPU = 16      # hidden units per register tile: H is padded to a multiple
+FEATURES_CPU = 32   # features per gradient tile: the rows of V are padded to a multiple
 
 
-@njit(cache=True, fastmath=_FAST)
-def _backward_cpu(row, N, H, scale, h1, h2, g1, g2):
-    """g2 = scale·∂Q/∂a2 = scale·w3 (1 − h2²), g1 = scale·∂Q/∂a1, after :func:`_forward_cpu`."""
-    w3 = H * (N + 3) + H * H
-    for k in range(H):
-        g = scale * row[w3 + k]
-        g2[k] = g - h2[k] * h2[k] * g
-    for k in range(H):
-        g1[k] = _unit_back(row, g2, h1[k], k, N, H)
+def _cpu_jit(**flags):
+    return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)
 
 
-@njit(cache=True, fastmath=_FAST)
-def _slope_cpu(row, x, mrow, mu, N, H, view, h1, h2, g1, g2):
-    """∂Q/∂α at α = mu of one critic (uses h1, h2, g1, g2 as scratch)."""
-    _forward_cpu(row, x, mrow, mu, N, H, view, h1, h2)
-    _backward_cpu(row, N, H, row.dtype.type(1), h1, h2, g1, g2)
-    slope = row[N] * g1[0]
-    for k in range(1, H):
-        slope += row[k * (N + 1) + N] * g1[k]
-    return slope
+def _tanh(x):
+    """tanh in the argument's precision: :func:`tanh32` for float32, libm for float64 (chosen
+    at compile time by the overload below)."""
+    return math.tanh(x)
 
 
-@njit(cache=True, fastmath=_FAST)
-def _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias,
-                       theta, theta_bar, adam_m, adam_v, diag, H, activation, view, optimizer,
-                       actor, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size, eps_hat):
-    T, B, N = Vs.shape
-    dt = theta.dtype.type
-    zero = dt(0.0)
-    one = dt(1.0)
+@overload(_tanh, jit_options={"fastmath": _FAST})
+def _tanh_typed(x):
+    if x == nbtypes.float32:
+        return lambda x: _tanh32(x)
+    return lambda x: math.tanh(x)
+
+
+def _round_up(n, block):
+    return (n + block - 1) // block * block
+
+
+_round_up_cpu = _cpu_jit(inline="always")(_round_up)
+
+
+@_cpu_jit()
+def _actions_cpu(ys2, yn2, activation, MU, SG, MUN):
+    """``MU = σ(y)``, ``SG = σ'(y)``, ``MUN = σ(y')`` over every row (t·B + b) and neuron;
+    vectorised loops, the activation chosen outside them."""
+    TB, N = ys2.shape
+    one = MU.dtype.type(1.0)
+    zero = MU.dtype.type(0.0)
+    for s in range(TB):
+        y, yy = ys2[s], yn2[s]
+        mu, sg, mun = MU[s], SG[s], MUN[s]
+        if activation == 0:
+            for m in range(N):
+                th = _tanh(y[m])
+                mu[m] = th
+                sg[m] = one - th * th
+                mun[m] = _tanh(yy[m])
+        elif activation == 1:
+            for m in range(N):
+                mu[m] = y[m] if y[m] > zero else zero
+                sg[m] = one if y[m] > zero else zero
+                mun[m] = yy[m] if yy[m] > zero else zero
+        else:
+            for m in range(N):
+                mu[m] = y[m]
+                sg[m] = one
+                mun[m] = yy[m]
+
+
+@_cpu_jit()
+def _pack_set(X2, s0, S, N, XP, blk0):
+    """Rows ``s0 … s0+S`` of ``X2`` (first N columns) into panels ``XP[blk0 + b] (N, 16)``,
+    transitions past S zero."""
+    zero = XP.dtype.type(0)
+    for b in range((S + BLOCK_CPU - 1) // BLOCK_CPU):
+        dst = XP[blk0 + b]
+        for r in range(BLOCK_CPU):
+            s = b * BLOCK_CPU + r
+            if s < S:
+                src = X2[s0 + s]
+                for i in range(N):
+                    dst[i, r] = src[i]
+            else:
+                for i in range(N):
+                    dst[i, r] = zero
+
+
+@_cpu_jit()
+def _pack_panels(X2, N, B, T, causal, internal, XP):
+    """The panels of every slice t (blocks ``t·⌈B/16⌉ …``, when ``causal``) and of all T·B
+    rows (blocks ``T·⌈B/16⌉ …``, when ``internal``); :func:`_panel_block` says which."""
+    nb = (B + BLOCK_CPU - 1) // BLOCK_CPU
+    if causal:
+        for t in range(T):
+            _pack_set(X2, t * B, B, N, XP, t * nb)
+    if internal:
+        _pack_set(X2, 0, T * B, N, XP, T * nb)
+
+
+def _panel_blocks(B, T, internal):
+    nb = (B + BLOCK_CPU - 1) // BLOCK_CPU
+    return T * nb + ((T * B + BLOCK_CPU - 1) // BLOCK_CPU if internal else 0)
+
+
+@_cpu_jit(inline="always")
+def _panel_tile(XP, xb, lo, P, L, kb, OP, ob):
+    """``OP[ob, kb+j, :] = Σ_{i<L} P[i, kb+j] · XP[xb, lo+i, :]`` for j < 16: 16 hidden units'
+    inputs for the 16 transitions of a block.
+
+    Per feature i, one vector of 16 transitions times 16 broadcast weights into 16 vector
+    accumulators, which live in a stack array that LLVM keeps in registers (the pattern of
+    kernels/update_local.py's outer tiles).
+    """
+    acc = carray(_stack_empty(256, OP), (16, 16))
+    zero = OP.dtype.type(0)
+    for r in range(16):
+        acc[0, r] = acc[1, r] = acc[2, r] = acc[3, r] = zero
+        acc[4, r] = acc[5, r] = acc[6, r] = acc[7, r] = zero
+        acc[8, r] = acc[9, r] = acc[10, r] = acc[11, r] = zero
+        acc[12, r] = acc[13, r] = acc[14, r] = acc[15, r] = zero
+    xp = XP[xb, lo:lo + L]
+    for i in range(L):
+        x = xp[i]
+        w = P[i, kb:kb + 16]
+        w0, w1, w2, w3, w4, w5, w6, w7 = w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]
+        w8, w9, w10, w11 = w[8], w[9], w[10], w[11]
+        w12, w13, w14, w15 = w[12], w[13], w[14], w[15]
+        for r in range(16):
+            v = x[r]
+            acc[0, r] += w0 * v
+            acc[1, r] += w1 * v
+            acc[2, r] += w2 * v
+            acc[3, r] += w3 * v
+            acc[4, r] += w4 * v
+            acc[5, r] += w5 * v
+            acc[6, r] += w6 * v
+            acc[7, r] += w7 * v
+            acc[8, r] += w8 * v
+            acc[9, r] += w9 * v
+            acc[10, r] += w10 * v
+            acc[11, r] += w11 * v
+            acc[12, r] += w12 * v
+            acc[13, r] += w13 * v
+            acc[14, r] += w14 * v
+            acc[15, r] += w15 * v
+    op = OP[ob]
+    for j in range(16):
+        o = op[kb + j]
+        for r in range(16):
+            o[r] = acc[j, r]
+
+
+@_cpu_jit(inline="always")
+def _grad_tile(E, k0, X, x0, c0, S, out, i0):
+    """``out[k0:k0+8, i0:i0+32] = Σ_{j<S} e_j[k0:k0+8] ⊗ X[x0+j, c0:c0+32]`` where ``e_j`` is
+    transition j of the panels ``E (blocks, Hp, 16)``: eight hidden units' gradient rows over
+    32 features; per transition eight broadcast errors times two vectors of features."""
+    acc = carray(_stack_empty(256, out), (8, 32))
+    zero = out.dtype.type(0)
+    for j in range(32):
+        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
+        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
+    for s in range(S):
+        e = E[s // 16, k0:k0 + 8]
+        r = s % 16
+        e0, e1, e2, e3 = e[0, r], e[1, r], e[2, r], e[3, r]
+        e4, e5, e6, e7 = e[4, r], e[5, r], e[6, r], e[7, r]
+        x = X[x0 + s, c0:c0 + 32]
+        for j in range(32):
+            k = x[j]
+            acc[0, j] += e0 * k
+            acc[1, j] += e1 * k
+            acc[2, j] += e2 * k
+            acc[3, j] += e3 * k
+            acc[4, j] += e4 * k
+            acc[5, j] += e5 * k
+            acc[6, j] += e6 * k
+            acc[7, j] += e7 * k
+    for r in range(8):
+        o = out[k0 + r, i0:i0 + 32]
+        for j in range(32):
+            o[j] = acc[r, j]
+
+
+@_cpu_jit(inline="always")
+def _row_tile(q, X, x0, S, c0, out, o0):
+    """``out[o0:o0+32] = Σ_{j<S} q[j] · X[x0+j, c0:c0+32]``: four transitions at a time into
+    four pairs of vector accumulators (independent chains), summed at the end."""
+    acc = carray(_stack_empty(128, out), (4, 32))
+    zero = out.dtype.type(0)
+    for c in range(32):
+        acc[0, c] = acc[1, c] = acc[2, c] = acc[3, c] = zero
+    S4 = S - S % 4
+    for j in range(0, S4, 4):
+        q0, q1, q2, q3 = q[j], q[j + 1], q[j + 2], q[j + 3]
+        x0r, x1r = X[x0 + j, c0:c0 + 32], X[x0 + j + 1, c0:c0 + 32]
+        x2r, x3r = X[x0 + j + 2, c0:c0 + 32], X[x0 + j + 3, c0:c0 + 32]
+        for c in range(32):
+            acc[0, c] += q0 * x0r[c]
+            acc[1, c] += q1 * x1r[c]
+            acc[2, c] += q2 * x2r[c]
+            acc[3, c] += q3 * x3r[c]
+    for j in range(S4, S):
+        qj = q[j]
+        xr = X[x0 + j, c0:c0 + 32]
+        for c in range(32):
+            acc[0, c] += qj * xr[c]
+    o = out[o0:o0 + 32]
+    for c in range(32):
+        o[c] = (acc[0, c] + acc[1, c]) + (acc[2, c] + acc[3, c])
+
+
+@_cpu_jit()
+def _row_sum(q, X2, x0, S, lo, Lp, out):
+    """``out[:Lp] = Σ_{j<S} q[j] · X2[x0+j, lo:lo+Lp]`` by :func:`_row_tile`."""
+    for c in range(0, Lp, FEATURES_CPU):
+        _row_tile(q, X2, x0, S, lo + c, out, c)
+
+
+@_cpu_jit()
+def _grad_w1(G1P, X2, x0, S, lo, Lp, GW):
+    """``GW[:, :Lp] = Σ_{j<S} e1_j ⊗ X2[x0+j, lo:lo+Lp]`` by :func:`_grad_tile`."""
+    for k0 in range(0, G1P.shape[1], 8):
+        for i0 in range(0, Lp, FEATURES_CPU):
+            _grad_tile(G1P, k0, X2, x0, lo + i0, S, GW, i0)
+
+
+@_cpu_jit()
+def _pack_critic(row, N, H, lo, L, mrow, view, WT, W2s, vec):
+    """One packed critic row into panels; returns b3.
+
+    ``WT[i, k] = f_{lo+i} W1[k, lo+i]`` (L, Hp); ``W2s[0] = W2ᵀ`` (forward), ``W2s[1] = W2``
+    (backward) (Hp, Hp); ``vec`` rows b1, W1[:, N] (the α column), b2, w3 (4, Hp); zeros past H.
+    """
+    Hp = WT.shape[1]
+    zero = row.dtype.type(0)
     b1, w2 = H * (N + 1), H * (N + 2)
     b2 = w2 + H * H
     w3 = b2 + H
-    b3 = w3 + H
-    P = b3 + 1
+    for i in range(L):
+        wt = WT[i]
+        for k in range(Hp):
+            wt[k] = zero
+    fm = mrow[lo:lo + L]
+    for k in range(H):
+        src = row[k * (N + 1) + lo:k * (N + 1) + lo + L]
+        if view == 0:
+            for i in range(L):
+                WT[i, k] = src[i]
+        else:
+            for i in range(L):
+                WT[i, k] = src[i] if fm[i] != 0 else zero
+    W2s[:, :, :] = zero
+    vec[:, :] = zero
+    for k in range(H):
+        src = row[w2 + k * H:w2 + k * H + H]
+        for j in range(H):
+            W2s[0, j, k] = src[j]
+            W2s[1, k, j] = src[j]
+        vec[0, k] = row[b1 + k]
+        vec[1, k] = row[k * (N + 1) + N]
+        vec[2, k] = row[b2 + k]
+        vec[3, k] = row[w3 + k]
+    return row[w3 + H]
+
+
+@_cpu_jit()
+def _forward_cpu(XP, blk0, lo, L, a, WT, W2s, vec, b3, H, AP, H1P, H2P, q):
+    """Q of one packed critic (:func:`_pack_critic`) at ``[x_j, a[j]]`` into ``q[j]``, where
+    ``x_j`` is transition j of the panels ``XP[blk0 …, lo:lo+L]``; the hidden activations into
+    the panels ``H1P``, ``H2P`` (blocks, Hp, 16); ``AP`` scratch of their shape."""
+    nb, Hp, R = H1P.shape             # R = BLOCK_CPU, read at run time (module note)
+    b1v, wa, b2v, w3v = vec[0], vec[1], vec[2], vec[3]
+    for b in range(nb):
+        for kb in range(0, Hp, UNITS_CPU):
+            _panel_tile(XP, blk0 + b, lo, WT, L, kb, AP, b)
+        ab = a[b * BLOCK_CPU:(b + 1) * BLOCK_CPU]
+        for k in range(H):
+            z, h = AP[b, k], H1P[b, k]
+            c, w = b1v[k], wa[k]
+            for r in range(R):
+                h[r] = _tanh(z[r] + c + w * ab[r])
+        for kb in range(0, Hp, UNITS_CPU):
+            _panel_tile(H1P, b, 0, W2s[0], H, kb, AP, b)
+        qb = q[b * BLOCK_CPU:(b + 1) * BLOCK_CPU]
+        for r in range(R):
+            qb[r] = b3
+        for k in range(H):
+            z, h = AP[b, k], H2P[b, k]
+            c, w = b2v[k], w3v[k]
+            for r in range(R):
+                v = _tanh(z[r] + c)
+                h[r] = v
+                qb[r] += w * v
+
+
+@_cpu_jit()
+def _backward_cpu(H1P, H2P, scale, W2s, vec, H, G2P, G1P):
+    """``G2 = scale ⊙ ∂Q/∂a2 = scale·w3 (1 − h2²)`` and ``G1 = scale ⊙ ∂Q/∂a1 =
+    (1 − h1²) ⊙ (W2ᵀ G2)``, per transition, after :func:`_forward_cpu` (panels)."""
+    nb, Hp, R = H1P.shape             # R = BLOCK_CPU, read at run time (module note)
+    w3v = vec[3]
+    for b in range(nb):
+        sb = scale[b * BLOCK_CPU:(b + 1) * BLOCK_CPU]
+        for k in range(H):
+            h2, g2 = H2P[b, k], G2P[b, k]
+            w = w3v[k]
+            for r in range(R):
+                g = sb[r] * w
+                g2[r] = g - h2[r] * h2[r] * g
+        for kb in range(0, Hp, UNITS_CPU):
+            _panel_tile(G2P, b, 0, W2s[1], H, kb, G1P, b)
+        for k in range(H):
+            h1, g1 = H1P[b, k], G1P[b, k]
+            for r in range(R):
+                g = g1[r]
+                g1[r] = g - h1[r] * h1[r] * g
+
+
+@_cpu_jit()
+def _slope_pass(XP, blk0, lo, L, mu, row, N, H, mrow, view, WT, W2s, vec, AP, H1P, H2P, G1P,
+                G2P, ones, slope):
+    """``slope[j] = ∂Q/∂α`` at ``α = mu[j]`` of one critic row, for the panels' transitions."""
+    nb, R = H1P.shape[0], H1P.shape[2]
+    b3 = _pack_critic(row, N, H, lo, L, mrow, view, WT, W2s, vec)
+    _forward_cpu(XP, blk0, lo, L, mu, WT, W2s, vec, b3, H, AP, H1P, H2P, slope)
+    _backward_cpu(H1P, H2P, ones, W2s, vec, H, G2P, G1P)
+    wa = vec[1]
+    zero = slope.dtype.type(0)
+    for b in range(nb):
+        sb = slope[b * BLOCK_CPU:(b + 1) * BLOCK_CPU]
+        for r in range(R):
+            sb[r] = zero
+        for k in range(H):
+            g1 = G1P[b, k]
+            w = wa[k]
+            for r in range(R):
+                sb[r] += w * g1[r]
+
+
+@_cpu_jit(inline="always")
+def _lane_tile(Y, mb, G, k, w, nb, out):
+    """``out[m] = Σ_j Y_j[mb+m] · G_j[k] · w_j`` for m < 16, over the transitions j of the
+    panels ``Y``, ``G`` (blocks, Hp, 16) and the weights ``w`` (blocks·16,): 16 vector
+    accumulators along the transitions, summed across at the end."""
+    acc = carray(_stack_empty(256, out), (16, 16))
+    zero = out.dtype.type(0)
+    for r in range(16):
+        acc[0, r] = acc[1, r] = acc[2, r] = acc[3, r] = zero
+        acc[4, r] = acc[5, r] = acc[6, r] = acc[7, r] = zero
+        acc[8, r] = acc[9, r] = acc[10, r] = acc[11, r] = zero
+        acc[12, r] = acc[13, r] = acc[14, r] = acc[15, r] = zero
+    for b in range(nb):
+        g = G[b, k]
+        y = Y[b, mb:mb + 16]
+        wb = w[b * 16:b * 16 + 16]
+        for r in range(16):
+            v = g[r] * wb[r]
+            acc[0, r] += v * y[0, r]
+            acc[1, r] += v * y[1, r]
+            acc[2, r] += v * y[2, r]
+            acc[3, r] += v * y[3, r]
+            acc[4, r] += v * y[4, r]
+            acc[5, r] += v * y[5, r]
+            acc[6, r] += v * y[6, r]
+            acc[7, r] += v * y[7, r]
+            acc[8, r] += v * y[8, r]
+            acc[9, r] += v * y[9, r]
+            acc[10, r] += v * y[10, r]
+            acc[11, r] += v * y[11, r]
+            acc[12, r] += v * y[12, r]
+            acc[13, r] += v * y[13, r]
+            acc[14, r] += v * y[14, r]
+            acc[15, r] += v * y[15, r]
+    for m in range(16):
+        t = acc[m, 0]
+        for r in range(1, 16):
+            t += acc[m, r]
+        out[m] = t
+
+
+@_cpu_jit()
+def _small_grads(H1P, H2P, G1P, G2P, ones, a, delta, H, grad, N):
+    """Σ_j of δ ∂Q/∂θ for W2, b1, b2, w3 and W1's α column into the packed ``grad``, by
+    :func:`_lane_tile` (``ones`` (blocks·16,); padded transitions carry δ = 0)."""
+    nb, Hp = H1P.shape[0], H1P.shape[1]
+    ONES = ones.reshape((nb, 1, BLOCK_CPU))
+    b1, w2 = H * (N + 1), H * (N + 2)
+    b2 = w2 + H * H
+    w3 = b2 + H
+    out = np.empty(16, dtype=grad.dtype)
+    for mb in range(0, Hp, 16):
+        M = min(16, H - mb)
+        for k in range(H):                               # W2[k, m] = Σ_j e2_j[k] h1_j[m]
+            _lane_tile(H1P, mb, G2P, k, ones, nb, out)
+            for m in range(M):
+                grad[w2 + k * H + mb + m] = out[m]
+        for c in range(4):                               # α column, b1, b2, w3
+            if c == 0:
+                _lane_tile(G1P, mb, ONES, 0, a, nb, out)
+            elif c == 1:
+                _lane_tile(G1P, mb, ONES, 0, ones, nb, out)
+            elif c == 2:
+                _lane_tile(G2P, mb, ONES, 0, ones, nb, out)
+            else:
+                _lane_tile(H2P, mb, ONES, 0, delta, nb, out)
+            for m in range(M):
+                k = mb + m
+                if c == 0:
+                    grad[k * (N + 1) + N] = out[m]
+                elif c == 1:
+                    grad[b1 + k] = out[m]
+                elif c == 2:
+                    grad[b2 + k] = out[m]
+                else:
+                    grad[w3 + k] = out[m]
+
+
+@_cpu_jit()
+def _step_row(th, am, av, tb, grad, inv, optimizer, lr, beta1, omb1, beta2, omb2, step_size,
+              eps_hat, keep, tau_soft):
+    """``scalar.step_param`` over a whole packed row (``grad``: the summed ascent, times ``inv``
+    to a mean), vectorised, fused with the soft target update ``tb ← keep·tb + τ·th`` (θ does
+    not change between the critic step and the target update)."""
+    if optimizer == 0:
+        for p in range(th.shape[0]):
+            t = th[p] + lr * (grad[p] * inv)
+            th[p] = t
+            tb[p] = keep * tb[p] + tau_soft * t
+    else:
+        for p in range(th.shape[0]):
+            g = -(grad[p] * inv)
+            m = beta1 * am[p] + omb1 * g
+            v = beta2 * av[p] + omb2 * g * g
+            am[p] = m
+            av[p] = v
+            t = th[p] - step_size * m / (math.sqrt(v) + eps_hat)
+            th[p] = t
+            tb[p] = keep * tb[p] + tau_soft * t
+
+
+@_cpu_jit()
+def _panel_block(tau_n, B, T):
+    """The first panel block of a neuron's transitions (see :func:`_pack_panels`)."""
+    nb = (B + BLOCK_CPU - 1) // BLOCK_CPU
+    return tau_n * nb if tau_n >= 0 else T * nb
+
+
+@_cpu_jit()
+def _update_neuron_cpu(n, X2, XP, XnP, A2, MU, SG, MUN, r2, cont2, B, tau, mask, col_lo,
+                       col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag, H, view,
+                       optimizer, actor, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size,
+                       eps_hat):
+    N = K.shape[0]
+    T = A2.shape[0] // B
+    dt = theta.dtype.type
+    zero = dt(0.0)
+    one = dt(1.0)
     t0, t1 = 0, T
     if tau[n] >= 0:
         t0 = tau[n]
         t1 = t0 + 1
-    inv = one / dt((t1 - t0) * B)
-    row = theta[n]
-    rowb = theta_bar[n]
+    s0 = t0 * B
+    S = (t1 - t0) * B
+    nb = (S + BLOCK_CPU - 1) // BLOCK_CPU
+    Spad = nb * BLOCK_CPU
+    blk0 = _panel_block(tau[n], B, T)
+    Hp = _round_up_cpu(H, UNITS_CPU)
+    inv = one / dt(S)
     mrow = mask[n]
-    h1 = np.empty(H, dtype=theta.dtype)
-    h2 = np.empty(H, dtype=theta.dtype)
-    g1 = np.empty(H, dtype=theta.dtype)
-    g2 = np.empty(H, dtype=theta.dtype)
-    grad = np.zeros(P, dtype=theta.dtype)    # Σ δ ∂Q/∂θ, packed
+    lo, hi = 0, N
+    if view == 1:
+        lo, hi = col_lo[n], max(col_lo[n], col_hi[n])
+    L = hi - lo
+    Lp = _round_up_cpu(L, FEATURES_CPU)
+
+    a = np.zeros(Spad, dtype=theta.dtype)
+    mu = np.zeros(Spad, dtype=theta.dtype)
+    mun = np.zeros(Spad, dtype=theta.dtype)
+    for j in range(S):
+        a[j] = A2[s0 + j, n]
+        mu[j] = MU[s0 + j, n]
+        mun[j] = MUN[s0 + j, n]
+    WT = np.empty((max(L, 1), Hp), dtype=theta.dtype)
+    W2s = np.empty((2, Hp, Hp), dtype=theta.dtype)
+    vec = np.empty((4, Hp), dtype=theta.dtype)
+    AP = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    H1P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    H2P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    G1P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    G2P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    q = np.empty(Spad, dtype=theta.dtype)
+    qbar = np.empty(Spad, dtype=theta.dtype)
+    delta = np.zeros(Spad, dtype=theta.dtype)
 
     # -- critic: TD errors and the semi-gradient ---------------------------------------------
+    rowb = theta_bar[n]
+    bb3 = _pack_critic(rowb, N, H, lo, L, mrow, view, WT, W2s, vec)
+    _forward_cpu(XnP, blk0, lo, L, mun, WT, W2s, vec, bb3, H, AP, H1P, H2P, qbar)
+    row = theta[n]
+    c3 = _pack_critic(row, N, H, lo, L, mrow, view, WT, W2s, vec)
+    _forward_cpu(XP, blk0, lo, L, a, WT, W2s, vec, c3, H, AP, H1P, H2P, q)
     sum_e = zero
     sum_abs = zero
-    for t in range(t0, t1):
-        for b in range(B):
-            mu_next = dt(_sigma(yn[t, b, n], activation))
-            qbar = _forward_cpu(rowb, Vn[t, b], mrow, mu_next, N, H, view, h1, h2)
-            a = alphas[t, b, n]
-            q = _forward_cpu(row, Vs[t, b], mrow, a, N, H, view, h1, h2)
-            e = r[t, b] + cont[t, b] * qbar - q
-            sum_e += e
-            sum_abs += abs(e)
-            _backward_cpu(row, N, H, e, h1, h2, g1, g2)     # g = δ ∂Q/∂a
-            x = Vs[t, b]
-            for k in range(H):
-                gk = g1[k]
-                base = k * (N + 1)
-                if view == 0:
-                    for i in range(N):
-                        grad[base + i] += gk * x[i]
-                else:
-                    for i in range(N):
-                        if mrow[i] != 0:
-                            grad[base + i] += gk * x[i]
-                grad[base + N] += gk * a
-                grad[b1 + k] += gk
-            for k in range(H):
-                gk = g2[k]
-                base = w2 + k * H
-                for j in range(H):
-                    grad[base + j] += gk * h1[j]
-                grad[b2 + k] += gk
-                grad[w3 + k] += e * h2[k]
-            grad[b3] += e
+    for j in range(S):
+        e = r2[s0 + j] + cont2[s0 + j] * qbar[j] - q[j]
+        delta[j] = e
+        sum_e += e
+        sum_abs += abs(e)
+    _backward_cpu(H1P, H2P, delta, W2s, vec, H, G2P, G1P)   # δ ∂Q/∂a2, δ ∂Q/∂a1
 
-    omb1 = one - beta1
-    omb2 = one - beta2
-    for p in range(P):
-        _step_param(theta, adam_m, adam_v, n, p, grad[p] * inv, optimizer, lr_critic, beta1,
-                    omb1, beta2, omb2, step_size, eps_hat)
+    grad = np.zeros(theta.shape[1], dtype=theta.dtype)      # Σ δ ∂Q/∂θ, packed
+    # W1's features [lo, hi) from a window of Lp columns of the padded rows X2 (shifted left
+    # where it would run past them); masked features get an exact zero
+    wlo = min(lo, X2.shape[1] - Lp)
+    GW = np.empty((Hp, max(Lp, 1)), dtype=theta.dtype)
+    _grad_w1(G1P, X2, s0, S, wlo, Lp, GW)
+    fm = mrow[lo:hi]
+    for k in range(H):
+        dst = grad[k * (N + 1) + lo:k * (N + 1) + hi]
+        src = GW[k, lo - wlo:lo - wlo + L]
+        if view == 0:
+            for i in range(L):
+                dst[i] = src[i]
+        else:
+            for i in range(L):
+                dst[i] = src[i] if fm[i] != 0 else zero
+    ones = np.ones(Spad, dtype=theta.dtype)
+    _small_grads(H1P, H2P, G1P, G2P, ones, a, delta, H, grad, N)
+    grad[grad.shape[0] - 1] = sum_e                          # b3
+    _step_row(row, adam_m[n], adam_v[n], rowb, grad, inv, optimizer, lr_critic, beta1,
+              one - beta1, beta2, one - beta2, step_size, eps_hat, one - tau_soft, tau_soft)
 
     # -- actor, with the updated critic -----------------------------------------------------
-    klo, khi = col_lo[n], col_hi[n]
-    for m in range(klo, khi):
-        grad[m] = zero                          # reused: Σ s V[m], the row of K's step
+    slope = np.empty(Spad, dtype=theta.dtype)
+    _slope_pass(XP, blk0, lo, L, mu, row, N, H, mrow, view, WT, W2s, vec, AP, H1P, H2P, G1P,
+                G2P, ones, slope)
     sum_slope = zero
     sum_s = zero
-    for t in range(t0, t1):
-        for b in range(B):
-            y = ys[t, b, n]
-            slope = _slope_cpu(row, Vs[t, b], mrow, dt(_sigma(y, activation)), N, H, view, h1,
-                               h2, g1, g2)
-            s = slope * dt(_sigma_grad(y, activation))
-            sum_slope += slope
-            sum_s += s
-            if actor:
-                for m in range(klo, khi):
-                    grad[m] += s * Vs[t, b, m]
+    for j in range(S):
+        s = slope[j] * SG[s0 + j, n]
+        sum_slope += slope[j]
+        sum_s += s
+        q[j] = s                                            # reused: s = g σ'(y)
     if actor:
-        for m in range(klo, khi):
-            if mrow[m] != 0:
-                K[n, m] += lr_actor * (grad[m] * inv)
+        klo, khi = col_lo[n], max(col_lo[n], col_hi[n])
+        KL = khi - klo
+        KLp = _round_up_cpu(KL, FEATURES_CPU)
+        wlo = min(klo, X2.shape[1] - KLp)                  # a window of whole tiles, as for W1
+        acc = np.empty(max(KLp, 1), dtype=theta.dtype)     # Σ s V[m], the row of K's step
+        _row_sum(q, X2, s0, S, wlo, KLp, acc)
+        krow = K[n, klo:khi]
+        fk = mrow[klo:khi]
+        src = acc[klo - wlo:klo - wlo + KL]
+        for m in range(KL):
+            step = lr_actor * (src[m] * inv)
+            krow[m] += step if fk[m] != 0 else zero
         bias[n] += lr_actor * (sum_s * inv)
-
-    keep = one - tau_soft
-    for p in range(P):
-        rowb[p] = keep * rowb[p] + tau_soft * row[p]
     diag[n, 0] = sum_e * inv
     diag[n, 1] = sum_abs * inv
     diag[n, 2] = sum_slope * inv
 
 
-def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
-                     theta_bar, adam_m, adam_v, diag, n_inputs, H, activation, view, optimizer,
+def _update_cpu_body(X2, XP, XnP, A2, MU, SG, MUN, r2, cont2, B, tau, mask, col_lo, col_hi, K,
+                     bias, theta, theta_bar, adam_m, adam_v, diag, n_inputs, H, view, optimizer,
                      actor, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size, eps_hat):
-    N = Vs.shape[2]
+    N = K.shape[0]
     for n in prange(N):
         if n < n_inputs:
             diag[n, 0] = 0.0
             diag[n, 1] = 0.0
             diag[n, 2] = 0.0
         else:
-            _update_neuron_cpu(n, Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K,
-                               bias, theta, theta_bar, adam_m, adam_v, diag, H, activation, view,
+            _update_neuron_cpu(n, X2, XP, XnP, A2, MU, SG, MUN, r2, cont2, B, tau, mask, col_lo,
+                               col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag, H, view,
                                optimizer, actor, lr_critic, lr_actor, tau_soft, beta1, beta2,
                                step_size, eps_hat)
 
@@ -600,21 +1048,38 @@ _update_cpu_serial = _compiled(_update_cpu_body, "_update_mlp_cpu_serial")
 _update_cpu_parallel = _compiled(_update_cpu_body, "_update_mlp_cpu_parallel", parallel=True)
 
 
-def _slopes_cpu_body(V, y, mask, theta, out, n_inputs, H, activation, view):
-    B, N = V.shape
+@_cpu_jit()
+def _slopes_neuron_cpu(n, XP, MU, mask, theta, out, H, view):
+    B, N = MU.shape
+    nb = (B + BLOCK_CPU - 1) // BLOCK_CPU
+    Hp = _round_up_cpu(H, UNITS_CPU)
+    mu = np.zeros(nb * BLOCK_CPU, dtype=theta.dtype)
+    for b in range(B):
+        mu[b] = MU[b, n]
+    WT = np.empty((N, Hp), dtype=theta.dtype)
+    W2s = np.empty((2, Hp, Hp), dtype=theta.dtype)
+    vec = np.empty((4, Hp), dtype=theta.dtype)
+    AP = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    H1P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    H2P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    G1P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    G2P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
+    ones = np.ones(nb * BLOCK_CPU, dtype=theta.dtype)
+    slope = np.empty(nb * BLOCK_CPU, dtype=theta.dtype)
+    _slope_pass(XP, 0, 0, N, mu, theta[n], N, H, mask[n], view, WT, W2s, vec, AP, H1P, H2P, G1P,
+                G2P, ones, slope)
+    for b in range(B):
+        out[b, n] = slope[b]
+
+
+def _slopes_cpu_body(XP, MU, mask, theta, out, n_inputs, H, view):
+    B, N = MU.shape
     for n in prange(N):
         if n < n_inputs:
             for b in range(B):
                 out[b, n] = 0.0
         else:
-            dt = theta.dtype.type
-            h1 = np.empty(H, dtype=theta.dtype)
-            h2 = np.empty(H, dtype=theta.dtype)
-            g1 = np.empty(H, dtype=theta.dtype)
-            g2 = np.empty(H, dtype=theta.dtype)
-            for b in range(B):
-                mu = dt(_sigma(y[b, n], activation))
-                out[b, n] = _slope_cpu(theta[n], V[b], mask[n], mu, N, H, view, h1, h2, g1, g2)
+            _slopes_neuron_cpu(n, XP, MU, mask, theta, out, H, view)
 
 
 _slopes_cpu_serial = _compiled(_slopes_cpu_body, "_slopes_mlp_cpu_serial")
@@ -640,24 +1105,50 @@ def update_work(S, N, H):
     return S * N * (4 * H * (N + 1) + 6 * H * H + N)
 
 
+def _rows(a, dtype, width=None):
+    """``(T, B, N)`` as C-contiguous ``(T·B, N)`` rows of ``dtype``; with ``width``, zero
+    columns appended up to it (the gradient tiles read whole blocks of FEATURES_CPU features)."""
+    rows = np.ascontiguousarray(a.reshape(-1, a.shape[-1]), dtype=dtype)
+    if width is None or width == rows.shape[1]:
+        return rows
+    padded = np.zeros((rows.shape[0], width), dtype=dtype)
+    padded[:, :rows.shape[1]] = rows
+    return padded
+
+
 def update_mlp_cpu(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
                    theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step):
     """Fused MLP-critic update on the CPU (arrays updated in place); returns ``diag``.
 
     Same arguments as :func:`update_mlp_reference`; float32 (the library's dtype) or float64
     arrays, all of one dtype. ``adam_m``/``adam_v`` None are allowed under SGD (a placeholder is
-    passed, never read or written).
+    passed, never read or written). Under the presynaptic view the features of neuron n are
+    read from ``[col_lo[n], col_hi[n])``, which must hold its mask row (as for K's step).
     """
     T, B, N = Vs.shape
     H = mlp_hidden(N, theta.shape[1])
     if adam_m is None or adam_v is None:
         adam_m = adam_v = theta
     view, optimizer = cfg.codes
-    per_neuron = (T if int(np.min(tau, initial=0)) < 0 else 1) * B
+    dtype = theta.dtype
+    X2 = _rows(Vs, dtype, _round_up(N, FEATURES_CPU))
+    Xn2 = _rows(Vn, dtype)
+    agents = np.asarray(tau)[int(n_inputs):]
+    causal, internal = bool((agents >= 0).any()), bool((agents < 0).any())
+    XP = np.empty((_panel_blocks(B, T, internal), N, BLOCK_CPU), dtype=dtype)
+    XnP = np.empty_like(XP)
+    _pack_panels(X2, N, B, T, causal, internal, XP)
+    _pack_panels(Xn2, N, B, T, causal, internal, XnP)
+    y2, yn2 = _rows(ys, dtype), _rows(yn, dtype)
+    MU, SG, MUN = (np.empty_like(y2) for _ in range(3))
+    _actions_cpu(y2, yn2, int(activation), MU, SG, MUN)
+    per_neuron = (T if internal else 1) * B
     kernel = (_update_cpu_parallel if update_work(per_neuron, N, H) >= PARALLEL_MIN_WORK
               else _update_cpu_serial)
-    kernel(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta, theta_bar,
-           adam_m, adam_v, diag, int(n_inputs), H, int(activation), view, optimizer,
+    kernel(X2, XP, XnP, _rows(alphas, dtype), MU, SG, MUN,
+           np.ascontiguousarray(r, dtype=dtype).reshape(-1),
+           np.ascontiguousarray(cont, dtype=dtype).reshape(-1), B, tau, mask, col_lo, col_hi, K,
+           bias, theta, theta_bar, adam_m, adam_v, diag, int(n_inputs), H, view, optimizer,
            bool(cfg.actor), *_scalars(theta, cfg, step))
     return diag
 
@@ -666,9 +1157,17 @@ def slopes_mlp_cpu(V, y, mask, theta, n_inputs, activation, view, out):
     """:func:`slopes_mlp_reference` on the CPU, written into ``out (B, N)``; returns ``out``."""
     B, N = V.shape
     H = mlp_hidden(N, theta.shape[1])
+    dtype = theta.dtype
+    V = np.ascontiguousarray(V, dtype=dtype)
+    y = np.ascontiguousarray(y, dtype=dtype)
+    XP = np.empty((_panel_blocks(B, 1, False), N, BLOCK_CPU), dtype=dtype)
+    _pack_panels(V, N, B, 1, True, False, XP)
+    MU, SG, MUN = (np.empty_like(y) for _ in range(3))
+    _actions_cpu(y, y, int(activation), MU, SG, MUN)
     kernel = (_slopes_cpu_parallel if B * N * (H * (N + 1) + 2 * H * H) >= PARALLEL_MIN_WORK
               else _slopes_cpu_serial)
-    kernel(V, y, mask, theta, out, int(n_inputs), H, int(activation), VIEWS[view])
+    kernel(XP, MU, np.ascontiguousarray(mask, dtype=dtype), theta, out, int(n_inputs), H,
+           VIEWS[view])
     return out
 
 

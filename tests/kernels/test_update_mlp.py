@@ -160,6 +160,31 @@ def test_cpu_face_serial_and_parallel_paths(B, N, H, ell, clock, optimizer):
     assert_faces_agree(got, want, tolerance(case[0], H))
 
 
+@pytest.mark.parametrize("B, N, H, ell, clock, view", [
+    (37, 70, 17, 2, "causal", "presynaptic"),   # S past a block of 16, N past the 32-feature
+    (21, 45, 33, 3, "internal", "all"),          # gradient tile, H past one 16-unit tile
+    (16, 64, 16, 2, "mixed", "presynaptic"),     # whole blocks; slices and all T·B rows at once
+    (3, 40, 5, 1, "mixed", "all"),
+])
+def test_cpu_face_blocks_tiles_and_padding(B, N, H, ell, clock, view):
+    """Shapes past one tile in every direction: transitions in blocks of 16 (the last one
+    padded), features in gradient tiles of 32 (V's rows padded, the presynaptic window shifted
+    at the right edge), hidden units in tiles of 16 (zero units past H), and neurons on both
+    clocks in one call (panels per slice and over all T·B rows)."""
+    rng = np.random.default_rng(B * 1000 + N)
+    case = random_mlp_case(rng, B, N, H, ell, 2, "internal" if clock == "internal" else "causal",
+                           view, "adam", density=0.3)
+    args = case[0]
+    if clock == "mixed":
+        args["tau"][rng.uniform(size=N) < 0.5] = -1
+    if view == "presynaptic":          # a mask row that ends at the last column
+        args["mask"][N - 2, N - 3:] = 1.0
+        args["col_lo"], args["col_hi"] = column_ranges(args["mask"])
+    want = run_face(um.update_mlp_reference, *case)
+    assert_faces_agree(run_face(um.update_mlp_cpu, *case, dtype=np.float64), want, 1e-12)
+    assert_faces_agree(run_face(um.update_mlp_cpu, *case), want, tolerance(args, H))
+
+
 def test_cpu_face_accepts_none_moments_under_sgd(rng):
     args, params, cfg, flags = random_mlp_case(rng, 3, 7, 4, 2, 1, optimizer="sgd")
     want = run_face(um.update_mlp_reference, args, params, cfg, flags)
