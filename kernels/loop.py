@@ -24,7 +24,7 @@ try:
 except ImportError:  # pragma: no cover
     cuda = None
 
-from leaky.kernels.noise import normal_cuda
+from leaky.kernels.noise import fill_normal_span_cuda
 from leaky.kernels.scalar import cuda_jit
 
 THREADS = 256
@@ -40,12 +40,9 @@ def grid_for(work: int, threads: int = THREADS, max_blocks: int = 1024) -> tuple
 @cuda_jit
 def _prepare_kernel(seed, stream, counter, std, xi, obs, scale, shift, u):
     """``xi.flat[i] = std[i % N] · normal(seed, stream, counter[0], i)``; ``u = obs·scale + shift``."""
-    ctr = counter[0]
-    n_std = std.shape[0]
     start = cuda.grid(1)
     step = cuda.gridsize(1)
-    for i in range(start, xi.shape[0], step):
-        xi[i] = std[i % n_std] * normal_cuda(seed, stream, ctr, i)
+    fill_normal_span_cuda(seed, stream, counter, std, xi, start, step)
     n_in = obs.shape[1]
     for i in range(start, obs.shape[0] * n_in, step):
         b = i // n_in

@@ -11,12 +11,11 @@ easy as 1, 2, 3", also used by cuRAND and JAX. Element ``i`` uses counter block
 ``(i // 2, counter)``; its two 32-bit outputs give two uniforms in (0, 1] and Box–Muller gives
 ``cos`` for even ``i`` and ``sin`` for odd ``i`` (float32 arithmetic on every face).
 
-=================  ==============================================================
-``normal``         the scalar draw (``register_jitable``; the same code runs in NumPy-land)
-``normal_cuda``    the same function as a CUDA device function
-``fill_normal_cpu``  ``out[i] = std[i % len(std)] · normal(seed, stream, counter, i)``, njit
-``_fill_normal_kernel``  the same fill on the GPU (grid-stride)
-=================  ==============================================================
+* ``normal``: the scalar draw (``register_jitable``; the same code runs in NumPy-land);
+  ``normal_cuda``: the same function as a CUDA device function.
+* ``fill_normal_cpu``: ``out[i] = std[i % len(std)] · normal(seed, stream, counter, i)``, njit.
+* ``_fill_normal_kernel``: the same fill on the GPU (grid-stride); ``fill_normal_span_cuda`` is
+  one thread's share of it, for kernels that draw noise among other work (kernels/loop.py).
 """
 
 import math
@@ -87,15 +86,22 @@ def fill_normal_cpu(seed, stream, counter, std, out):
     return out
 
 
+def _fill_normal_span(seed, stream, counter, std, out, start, step):
+    """``out[i] = std[i % len(std)] · normal(seed, stream, counter[0], i)`` for
+    ``i = start, start + step, …``: one thread's share of a grid-stride fill."""
+    ctr = counter[0]
+    n_std = std.shape[0]
+    for i in range(start, out.shape[0], step):
+        out[i] = std[i % n_std] * normal_cuda(seed, stream, ctr, i)
+
+
+fill_normal_span_cuda = cuda.jit(device=True, inline="always")(_fill_normal_span) if cuda is not None else None
+
+
 @cuda_jit
 def _fill_normal_kernel(seed, stream, counter, std, out):
     """Grid-stride fill of the flat ``out``; the counter is read from device memory."""
-    ctr = counter[0]
-    n_std = std.shape[0]
-    start = cuda.grid(1)
-    step = cuda.gridsize(1)
-    for i in range(start, out.shape[0], step):
-        out[i] = std[i % n_std] * normal_cuda(seed, stream, ctr, i)
+    fill_normal_span_cuda(seed, stream, counter, std, out, cuda.grid(1), cuda.gridsize(1))
 
 
 # Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py).
