@@ -897,9 +897,9 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
 
     for i in range(k):
         n = ids[i]
-        for m in range(KL):
-            if mask[n, klo + m] != 0:
-                K[n, klo + m] += lr_actor * (GK[i, m] * inv)
+        Kr, Mr, gk = K[n, klo:khi], mask[n, klo:khi], GK[i]
+        for m in range(KL):          # times the 0/1 mask, not branched on it: vectorised
+            Kr[m] += lr_actor * (gk[m] * inv) * Mr[m]
         bias[n] += lr_actor * (sc[2, i] * inv)
         if baseline != 0:            # w is not stepped (dopamine): its target still follows it
             if masked:
