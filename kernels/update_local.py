@@ -623,6 +623,63 @@ def _grads_cpu(E, c0, c1, A, Lpad, S, out):
             _outer_tn(E, c, A, m0, S, out)
 
 
+@_cpu_jit(inline="always")
+def _outer_tn_panel(E, c0, XP, p, s0, S, out):
+    """:func:`_outer_tn` with the voltages as column panels ``XP (N/32, T·B, 32)``: the 32
+    features of transition s0 + s are one contiguous row, so the tile streams memory in order
+    (rows of the plain layout are N floats apart)."""
+    acc = carray(_stack_empty(256, out), (8, 32))
+    zero = out.dtype.type(0)
+    for j in range(32):
+        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
+        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
+    panel = XP[p]
+    for s in range(S):
+        e = E[s]
+        e0, e1, e2, e3 = e[c0], e[c0 + 1], e[c0 + 2], e[c0 + 3]
+        e4, e5, e6, e7 = e[c0 + 4], e[c0 + 5], e[c0 + 6], e[c0 + 7]
+        a = panel[s0 + s]
+        for j in range(32):
+            k = a[j]
+            acc[0, j] += e0 * k
+            acc[1, j] += e1 * k
+            acc[2, j] += e2 * k
+            acc[3, j] += e3 * k
+            acc[4, j] += e4 * k
+            acc[5, j] += e5 * k
+            acc[6, j] += e6 * k
+            acc[7, j] += e7 * k
+    m0 = p * 32
+    for r in range(8):
+        o = out[c0 + r, m0:m0 + 32]
+        for j in range(32):
+            o[j] = acc[r, j]
+
+
+@_cpu_jit()
+def _grads_panel_cpu(E, c0, c1, XP, s0, S, out):
+    for c in range(c0, c1, 8):
+        for p in range(XP.shape[0]):
+            _outer_tn_panel(E, c, XP, p, s0, S, out)
+
+
+@_cpu_jit()
+def _pack_panels(X2, XP):
+    """``XP[p, q, j] = X2[q, 32p + j]`` (zero past N): the voltages as column panels."""
+    TB, N = X2.shape
+    zero = XP.dtype.type(0)
+    for q in range(TB):
+        x = X2[q]
+        for p in range(XP.shape[0]):
+            row = XP[p, q]
+            m0 = p * 32
+            w = min(32, N - m0)
+            for j in range(w):
+                row[j] = x[m0 + j]
+            for j in range(w, 32):
+                row[j] = zero
+
+
 @_cpu_jit()
 def _pack_rows(X, s0, S, lo, L, Xp):
     """Rows ``s0 … s0+S`` of ``X`` (columns lo … lo+L) into ``Xp``, the rest of ``Xp`` zeroed."""
@@ -697,7 +754,7 @@ def _soft_span(tb, th, fm, L, masked, keep, tau_soft):
 
 
 @_cpu_jit()
-def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, mask, col_lo,
+def _update_tile_cpu(ids, k, X2, XP, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, mask, col_lo,
                      col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag, B, family, view,
                      baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2,
                      step_size, eps_hat):
@@ -828,10 +885,17 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
 
     # gradient rows G[i] = Σ e x, G[W + i] = Σ e d x
     G = np.empty((2 * W, Lpad), dtype=theta.dtype)   # rows < kr (and W..W+kr) written
+    panels = whole and Lpad == N          # X is the caller's rows: read them as panels
     if baseline == 0:
-        _grads_cpu(E, 0, kr, X, Lpad, S, G)
+        if panels:
+            _grads_panel_cpu(E, 0, kr, XP, s0, S, G)
+        else:
+            _grads_cpu(E, 0, kr, X, Lpad, S, G)
     if family == 1:
-        _grads_cpu(E, W, W + kr, X, Lpad, S, G)
+        if panels:
+            _grads_panel_cpu(E, W, W + kr, XP, s0, S, G)
+        else:
+            _grads_cpu(E, W, W + kr, X, Lpad, S, G)
 
     # critic steps and their spans' soft target updates; the updated p, masked, into its panel
     omb1 = one - beta1
@@ -893,7 +957,10 @@ def _update_tile_cpu(ids, k, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau, 
             sc[2, i] += g
             Ew[i] = g
     GK = np.empty((W, KLpad), dtype=theta.dtype)
-    _grads_cpu(E, 0, kr, Xk, KLpad, S, GK)
+    if S == Spad and klo == 0 and KLpad == N:
+        _grads_panel_cpu(E, 0, kr, XP, s0, S, GK)
+    else:
+        _grads_cpu(E, 0, kr, Xk, KLpad, S, GK)
 
     for i in range(k):
         n = ids[i]
@@ -940,10 +1007,13 @@ def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, 
     r2 = r.reshape(TB)
     cont2 = cont.reshape(TB)
     delta2 = delta.reshape(TB)
+    XP = np.empty(((N + 31) // 32, TB, 32), dtype=Vs.dtype)
+    if N % 32 == 0:            # the tiles read panels only where no feature padding is needed
+        _pack_panels(X2, XP)
     for j in prange(starts.shape[0] - 1):
         i0 = starts[j]
         i1 = starts[j + 1]
-        _update_tile_cpu(order[i0:i1], i1 - i0, X2, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau,
+        _update_tile_cpu(order[i0:i1], i1 - i0, X2, XP, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, tau,
                          mask, col_lo, col_hi, K, bias, theta, theta_bar, adam_m, adam_v, diag,
                          B, family, view, baseline, optimizer, lr_critic, lr_actor, tau_soft,
                          beta1, beta2, step_size, eps_hat)

@@ -132,6 +132,22 @@ def test_cpu_face_matches_reference(B, N, ell, n_inputs, clock, view, family, ba
     assert_faces_agree(got, want, case[0])
 
 
+@pytest.mark.parametrize("B, N, ell, clock, view", [
+    (8, 32, 1, "causal", "all"), (16, 64, 2, "causal", "all"), (8, 96, 2, "internal", "all"),
+    (8, 64, 2, "causal", "presynaptic"),     # panels for the rows of K only (klo = 0)
+    (5, 64, 2, "causal", "all"),             # S not a multiple of 8: the packed copies instead
+])
+@pytest.mark.parametrize("family, baseline", [("advantage", "own"), ("linear", "own"),
+                                              ("advantage", "dopamine")])
+def test_cpu_face_whole_tiles_read_column_panels(B, N, ell, clock, view, family, baseline):
+    """N a multiple of 32 and S of 8: the gradient tiles read the voltages as column panels."""
+    rng = np.random.default_rng(B * 1000 + N)
+    case = random_update_case(rng, B, N, ell, 3, clock, view, family, baseline)
+    want = run_face(ul.update_local_reference, *case)
+    got = run_face(ul.update_local_cpu, *case)
+    assert_faces_agree(got, want, case[0])
+
+
 @pytest.mark.parametrize("B, N, ell, clock", [(1, 3, 1, "causal"), (2, 9, 2, "internal"),
                                               (17, 70, 3, "internal"), (33, 65, 2, "causal")])
 @pytest.mark.parametrize("family", ["advantage", "linear"])
