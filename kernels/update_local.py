@@ -985,7 +985,7 @@ def _update_tile_cpu(ids, k, X2, XP, Xn2, D2, SG2, A2, MU2, r2, cont2, delta2, t
 def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
                      theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, family, view,
                      baseline, optimizer, lr_critic, lr_actor, tau_soft, beta1, beta2, step_size,
-                     eps_hat):
+                     eps_hat, D, SG, MU, XP):
     T, B, N = Vs.shape
     for n in range(n_inputs):
         diag[n, 0] = 0.0
@@ -993,9 +993,6 @@ def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, 
         diag[n, 2] = 0.0
     order, starts = _cpu_tiles(tau, n_inputs, N)
     own_linear = family == 0 and baseline == 0
-    D = np.empty_like(ys)
-    SG = np.empty_like(ys)
-    MU = np.empty_like(ys)   # written (and read) only for the own linear critic
     _actions_cpu(ys, alphas, yn, activation, own_linear, D, SG, MU)
     TB = T * B
     X2 = Vs.reshape((TB, N))
@@ -1007,7 +1004,6 @@ def _update_cpu_body(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, 
     r2 = r.reshape(TB)
     cont2 = cont.reshape(TB)
     delta2 = delta.reshape(TB)
-    XP = np.empty(((N + 31) // 32, TB, 32), dtype=Vs.dtype)
     if N % 32 == 0:            # the tiles read panels only where no feature padding is needed
         _pack_panels(X2, XP)
     for j in prange(starts.shape[0] - 1):
@@ -1034,14 +1030,32 @@ def _scalars(theta, cfg, step):
                                  step_size, eps_hat))
 
 
+def cpu_workspace(T, B, N, dtype=np.float32) -> tuple:
+    """Scratch of :func:`update_local_cpu` for (T, B, N) transitions: ``d = α − σ(y)``, σ'(y),
+    σ(y') as (T, B, N) and the voltages as column panels (⌈N/32⌉, T·B, 32).
+
+    Pass it as ``work`` to keep the call free of large allocations: allocated at every call,
+    2 MB at N = B = 256, ℓ = 2, glibc's malloc maps and unmaps it from the kernel each time and
+    the page faults cost up to 40% of the update (measured: 1.87 against 1.34 ms).
+    """
+    shape = (T, B, N)
+    return (np.empty(shape, dtype), np.empty(shape, dtype), np.empty(shape, dtype),
+            np.empty(((N + 31) // 32, T * B, 32), dtype))
+
+
 def update_local_cpu(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
-                     theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step):
+                     theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step,
+                     work=None):
     """Fused local update on the CPU (float32 arrays, updated in place); returns ``diag``.
 
     Same arguments as :func:`update_local_reference`; ``delta`` None and ``adam_m``/``adam_v``
     None are allowed where unused (a placeholder array is passed, never read or written).
+    ``work``: a :func:`cpu_workspace` of the call's shape and dtype, reused across calls (made
+    here when None).
     """
     T, B, N = Vs.shape
+    if work is None or work[0].shape != (T, B, N) or work[0].dtype != theta.dtype:
+        work = cpu_workspace(T, B, N, theta.dtype)
     if delta is None:
         delta = r
     if adam_m is None or adam_v is None:
@@ -1051,7 +1065,7 @@ def update_local_cpu(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, 
         Vs, ys, alphas, Vn, yn, r, cont, delta))   # read only; reshaped to (T·B, N) inside
     args = (Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias, theta,
             theta_bar, adam_m, adam_v, diag, int(n_inputs), int(activation), family, view,
-            baseline, optimizer, *_scalars(theta, cfg, step))
+            baseline, optimizer, *_scalars(theta, cfg, step), *work)
     per_neuron = (T if int(np.min(tau, initial=0)) < 0 else 1) * B
     work = 7 * per_neuron * N * N
     (_update_cpu_parallel if work >= PARALLEL_MIN_WORK else _update_cpu_serial)(*args)

@@ -517,9 +517,15 @@ def _update_faces(family):
     mlp = family == "mlp"
 
     def face(f):  # the local update takes the dopamine δ (None) after cont; the MLP one does not
+        scratch = {}   # the cpu local face's workspace, reused between calls as LocalLearner does
+
         def call(d, tau, mask, lo, hi, p, diag, n_in, cfg, step):
             delta = () if mlp else (None,)
-            return f(*d, *delta, tau, mask, lo, hi, *params(p), diag, n_in, 0, cfg, step)
+            extra = {}
+            if f is ul.update_local_cpu:
+                key = (d[0].shape, d[0].dtype)
+                extra["work"] = scratch.setdefault(key, ul.cpu_workspace(*d[0].shape, dtype=d[0].dtype))
+            return f(*d, *delta, tau, mask, lo, hi, *params(p), diag, n_in, 0, cfg, step, **extra)
         return call
 
     def composed(d, tau, mask, lo, hi, p, diag, n_in, cfg, step):

@@ -138,6 +138,7 @@ class LocalLearner(OnlineLearner):
             self.ucfg = cfg.update_config()
             self.face = ul.FACES[be.name]
         self.diag = be.zeros((N, 3))
+        self._cpu_work = None
         self.value = SharedValue(cfg.value_config(), net, cfg.seed) if cfg.baseline == "dopamine" else None
         self.buffer = _TransitionBuffer(cfg.replay_size, net) if cfg.data == "replay" else None
 
@@ -174,6 +175,10 @@ class LocalLearner(OnlineLearner):
             K_hidden, b_hidden = net.K[hidden].copy(), net.b[hidden].copy()
         if cfg.family == "mlp":        # no dopamine variant: each neuron's own MLP critic
             self.face(*args, *params)
+        elif net.backend.name == "cpu":   # the cpu face's scratch, kept between updates
+            if self._cpu_work is None or self._cpu_work[0].shape != tr.V.shape:
+                self._cpu_work = ul.cpu_workspace(*tr.V.shape, dtype=tr.V.dtype)
+            self.face(*args, delta, *params, work=self._cpu_work)
         else:
             self.face(*args, delta, *params)
         if cfg.actor_neurons == "outputs":

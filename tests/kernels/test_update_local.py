@@ -7,6 +7,8 @@ and a contextual bandit the advantage critic must solve. The cuda face runs the 
 tests/cudasim/test_update_local_cuda.py (simulator process).
 """
 
+import functools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -536,3 +538,17 @@ def test_bandit_actor_step_reduces_the_error():
     K, bias, *_ = _bandit(rng, 400, lr_actor=0.02)
     after = np.mean((np.tanh(probe @ K[3, :3] + bias[3]) - probe @ A) ** 2)
     assert after < before / 10
+
+
+def test_cpu_workspace_reused_between_calls_gives_the_same_updates():
+    """A workspace kept between calls (as LocalLearner keeps one) holds no state: two updates
+    through one workspace equal two updates that each allocate their own."""
+    rng = np.random.default_rng(5)
+    cases = [random_update_case(rng, 8, 64, 2, 3, "causal", "all", "advantage") for _ in range(2)]
+    work = ul.cpu_workspace(2, 8, 64)
+    assert all(args["Vs"].shape == work[0].shape for args, *_ in cases)   # the workspace is used
+    for args, params, cfg, flags in cases:
+        fresh = run_face(ul.update_local_cpu, args, params, cfg, flags)
+        reused = run_face(functools.partial(ul.update_local_cpu, work=work), args, params, cfg, flags)
+        for key in OUTPUTS:
+            np.testing.assert_array_equal(reused[key], fresh[key], err_msg=key)
