@@ -1,8 +1,9 @@
 """Fixed launch programs: the device work of an environment step, captured once into CUDA graphs.
 
-On the GPU an environment step of the eager :class:`~leaky.local.LocalLearner` is some thirty
-small CuPy operations and kernel launches (noise, validation, encoding, the step, decoding,
-building transitions, the update, reading diagnostics), each paying launch latency.
+On the GPU an environment step of the eager :class:`~leaky.local.LocalLearner` is about 28
+small CuPy operations, copies and kernel launches and five host synchronisations (noise,
+validation, encoding, the step, decoding, building transitions, the update, reading
+diagnostics; counted from the code), each launch paying its host-side dispatch.
 :class:`GraphedLocalLearner` does the same arithmetic as a constant number of Numba kernel
 launches on preallocated arrays, independent of ℓ and N (``kernels/loop.py``):
 
