@@ -545,10 +545,12 @@ def _outer_nn(A, s0, P, L, out):
 
 
 @_cpu_jit(inline="always")
-def _outer_tn(E, c0, A, m0, S, out):
-    """``out[c0:c0+8, m0:m0+32] = E[0:S, c0:c0+8]ᵀ · A[0:S, m0:m0+32]``: eight gradient rows
-    (per-transition weights e of eight neurons) over 32 features, summed over the S
+def _outer_tn(E, c0, A, r0, m0, S, out, o0):
+    """``out[c0:c0+8, o0:o0+32] = E[0:S, c0:c0+8]ᵀ · A[r0:r0+S, m0:m0+32]``: eight gradient
+    rows (per-transition weights e of eight neurons) over 32 features, summed over the S
     transitions in order; per transition eight broadcast weights times two vectors of voltages.
+    ``A`` is the voltages (T·B, N) or one column panel of them (T·B, 32), whose rows are
+    contiguous, so the tile streams memory in order (rows of the plain layout are N floats apart).
     """
     acc = carray(_stack_empty(256, out), (8, 32))
     zero = out.dtype.type(0)
@@ -559,7 +561,7 @@ def _outer_tn(E, c0, A, m0, S, out):
         e = E[s]
         e0, e1, e2, e3 = e[c0], e[c0 + 1], e[c0 + 2], e[c0 + 3]
         e4, e5, e6, e7 = e[c0 + 4], e[c0 + 5], e[c0 + 6], e[c0 + 7]
-        a = A[s, m0:m0 + 32]
+        a = A[r0 + s, m0:m0 + 32]
         for j in range(32):
             k = a[j]
             acc[0, j] += e0 * k
@@ -571,7 +573,7 @@ def _outer_tn(E, c0, A, m0, S, out):
             acc[6, j] += e6 * k
             acc[7, j] += e7 * k
     for r in range(8):
-        o = out[c0 + r, m0:m0 + 32]
+        o = out[c0 + r, o0:o0 + 32]
         for j in range(32):
             o[j] = acc[r, j]
 
@@ -620,47 +622,15 @@ def _dots_cpu(A, P, Spad, L, k, out):
 def _grads_cpu(E, c0, c1, A, Lpad, S, out):
     for c in range(c0, c1, 8):
         for m0 in range(0, Lpad, 32):
-            _outer_tn(E, c, A, m0, S, out)
-
-
-@_cpu_jit(inline="always")
-def _outer_tn_panel(E, c0, XP, p, s0, S, out):
-    """:func:`_outer_tn` with the voltages as column panels ``XP (N/32, T·B, 32)``: the 32
-    features of transition s0 + s are one contiguous row, so the tile streams memory in order
-    (rows of the plain layout are N floats apart)."""
-    acc = carray(_stack_empty(256, out), (8, 32))
-    zero = out.dtype.type(0)
-    for j in range(32):
-        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
-        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
-    panel = XP[p]
-    for s in range(S):
-        e = E[s]
-        e0, e1, e2, e3 = e[c0], e[c0 + 1], e[c0 + 2], e[c0 + 3]
-        e4, e5, e6, e7 = e[c0 + 4], e[c0 + 5], e[c0 + 6], e[c0 + 7]
-        a = panel[s0 + s]
-        for j in range(32):
-            k = a[j]
-            acc[0, j] += e0 * k
-            acc[1, j] += e1 * k
-            acc[2, j] += e2 * k
-            acc[3, j] += e3 * k
-            acc[4, j] += e4 * k
-            acc[5, j] += e5 * k
-            acc[6, j] += e6 * k
-            acc[7, j] += e7 * k
-    m0 = p * 32
-    for r in range(8):
-        o = out[c0 + r, m0:m0 + 32]
-        for j in range(32):
-            o[j] = acc[r, j]
+            _outer_tn(E, c, A, 0, m0, S, out, m0)
 
 
 @_cpu_jit()
 def _grads_panel_cpu(E, c0, c1, XP, s0, S, out):
+    """:func:`_grads_cpu` reading the voltages as column panels ``XP (N/32, T·B, 32)``."""
     for c in range(c0, c1, 8):
         for p in range(XP.shape[0]):
-            _outer_tn_panel(E, c, XP, p, s0, S, out)
+            _outer_tn(E, c, XP[p], s0, 0, S, out, p * 32)
 
 
 @_cpu_jit()

@@ -524,7 +524,9 @@ def _update_faces(family):
             extra = {}
             if f is ul.update_local_cpu:
                 key = (d[0].shape, d[0].dtype)
-                extra["work"] = scratch.setdefault(key, ul.cpu_workspace(*d[0].shape, dtype=d[0].dtype))
+                if key not in scratch:
+                    scratch[key] = ul.cpu_workspace(*d[0].shape, dtype=d[0].dtype)
+                extra["work"] = scratch[key]
             return f(*d, *delta, tau, mask, lo, hi, *params(p), diag, n_in, 0, cfg, step, **extra)
         return call
 
