@@ -1289,6 +1289,7 @@ class TraceReader:
             if n is not None:
                 shape = (min(n, shape[0]),) + shape[1:]
             raw = int(np.prod(shape, dtype=np.int64)) * obj.dtype.itemsize
+            stored = _committed_storage(obj, shape) if self.swmr else obj.id.get_storage_size()
             codec = obj.compression
             if codec in (None, "unknown"):
                 plugin = [k for k in obj._filters if k not in ("shuffle", "fletcher32")]
@@ -1296,7 +1297,7 @@ class TraceReader:
             elif codec == "gzip":
                 codec = f"gzip-{obj.compression_opts}"
             out.append(DatasetInfo(name=name, shape=tuple(shape), dtype=str(obj.dtype),
-                                   stored_bytes=int(obj.id.get_storage_size()), raw_bytes=raw,
+                                   stored_bytes=int(stored), raw_bytes=raw,
                                    compression=codec))
         self._f.visititems(visit)
         return out
@@ -1437,6 +1438,28 @@ def _limit_read_attempts(fapl, attempts: int) -> None:
     fn = _hdf5_set_read_attempts()
     if fn is not None:
         fn(fapl.id, attempts)
+
+
+def _committed_storage(ds: h5py.Dataset, shape: tuple) -> int:
+    """Bytes on disk of the chunks that hold the committed ``shape`` of a chunked dataset.
+
+    A file still open for writing (or whose writer was killed) is read this way, chunk by chunk,
+    rather than by ``get_storage_size``, which walks the whole chunk index: the index entries of
+    chunks written after the last commit may be mid-update, and after a SIGKILL they can stay
+    torn for good (a fatal signal may cut a write at a page boundary), while the committed
+    chunks' entries are whole.
+    """
+    if ds.chunks is None:
+        return ds.id.get_storage_size()
+    if not shape or 0 in shape:
+        return 0
+    counts = [-(-n // c) for n, c in zip(shape, ds.chunks)]
+    total = 0
+    for index in np.ndindex(*counts):
+        info = ds.id.get_chunk_info_by_coord(tuple(i * c for i, c in zip(index, ds.chunks)))
+        if info.byte_offset is not None:
+            total += info.size
+    return total
 
 
 def _last_finite(column: np.ndarray):

@@ -409,6 +409,56 @@ def test_sigkill_leaves_every_flushed_step(tmp_path):
         tr.verify()
 
 
+def test_killed_writer_with_a_damaged_uncommitted_index_keeps_its_committed_rows(tmp_path):
+    """The torn state a SIGKILL during a flush can leave for good: a chunk-index block that holds
+    only chunks written after the last commit fails its checksum. Reading, listing and verifying
+    the committed rows must not touch it (``get_storage_size`` walks the whole index and fails)."""
+    path = tmp_path / "torn.h5"
+    code = writer_script("""
+        import leaky.trace
+        leaky.trace._CHUNK_BYTES = 64
+        tr = Trace(sys.argv[1], n_envs=B, obs_dim=OBS, act_dim=ACT, n_neurons=N, delay=L,
+                   log_envs="all", voltages="last", flush_every=10**6)
+        for t in range(32):                  # 128 rows: the first two chunks of 64, committed
+            tr.log_step(**step_arrays(t))
+        tr.flush()
+        for t in range(32, 32 + 16 * 40):    # 40 more chunks written, index on disk, not committed
+            tr.log_step(**step_arrays(t))
+        tr._write_steps()
+        tr._f.flush()
+        print("written", tr.committed["vector_steps"], tr.rows, flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().split()
+        assert line and line[0] == "written", proc.stderr.read()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert line[1:] == ["32", str(4 * 672)]
+    with h5py.File(path, "r", locking=False, swmr=True) as f:
+        ds = f["steps/observations"]
+        assert ds.chunks[0] == 64 and ds.shape[0] == 4 * 672
+        last = ds.id.get_chunk_info_by_coord((4 * 672 - 64, 0)).byte_offset
+    raw = bytearray(path.read_bytes())
+    at = raw.find(last.to_bytes(8, "little"))
+    block = raw.rfind(b"EADB", 0, at)
+    assert at > 0 and block > raw.rfind(b"EAIB", 0, at), "the last chunk's entry is not in a data block"
+    raw[at + 7] ^= 0x40                      # its address now fails the block's checksum
+    path.write_bytes(bytes(raw))
+
+    with open_trace(path) as tr:
+        assert tr.status == "open" and tr.n_steps == 32
+        obs = {d.name: d for d in tr.datasets()}["steps/observations"]
+        assert obs.shape == (128, OBS) and 0 < obs.stored_bytes
+        np.testing.assert_array_equal(tr.steps("observations")[:, 0], np.repeat(np.arange(32), 4))
+        tr.verify()
+        with pytest.raises(RuntimeError, match="checksum"):   # the damage is real: walking the whole index fails
+            tr._f["steps/observations"].id.get_storage_size()
+
+
 @pytest.mark.parametrize("delay_s", [0.15, 0.4, 0.65])
 def test_sigkill_at_any_moment_leaves_a_consistent_file(tmp_path, delay_s):
     """Killed while writing flat out (small chunks, so blocks are written between flushes and
