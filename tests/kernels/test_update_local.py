@@ -138,11 +138,13 @@ def test_cpu_face_matches_reference(B, N, ell, n_inputs, clock, view, family, ba
     (8, 32, 1, "causal", "all"), (16, 64, 2, "causal", "all"), (8, 96, 2, "internal", "all"),
     (8, 64, 2, "causal", "presynaptic"),     # panels for the rows of K only (klo = 0)
     (5, 64, 2, "causal", "all"),             # S not a multiple of 8: the packed copies instead
+    (5, 96, 1, "internal", "presynaptic"),   # two-pass loops on packed copies, views masked
 ])
 @pytest.mark.parametrize("family, baseline", [("advantage", "own"), ("linear", "own"),
-                                              ("advantage", "dopamine")])
+                                              ("advantage", "dopamine"), ("linear", "dopamine")])
 def test_cpu_face_whole_tiles_read_column_panels(B, N, ell, clock, view, family, baseline):
-    """N a multiple of 32 and S of 8: the gradient tiles read the voltages as column panels."""
+    """N a multiple of 32 and S of 8: the gradient tiles read the voltages as column panels;
+    tiles of 32 consecutive neurons run the two-pass residual and slope loops."""
     rng = np.random.default_rng(B * 1000 + N)
     case = random_update_case(rng, B, N, ell, 3, clock, view, family, baseline)
     want = run_face(ul.update_local_reference, *case)
