@@ -65,6 +65,19 @@ def run_python(code: str, *args, **kw) -> subprocess.CompletedProcess:
                           text=True, timeout=120, **kw)
 
 
+def run_then_kill(code: str, path) -> list[str]:
+    """Run a writer script until it prints ``written …``, SIGKILL it, return the words after."""
+    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().split()
+        assert line and line[0] == "written", proc.stderr.read()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return line[1:]
+
+
 def write_run(path, T=60, *, log_envs=(0, 2), voltages="all", **kw) -> Trace:
     """A closed trace of ``T`` deterministic steps, training rows and weight snapshots."""
     opts = dict(n_envs=B, obs_dim=OBS, act_dim=ACT, n_neurons=N, delay=L,
@@ -387,15 +400,7 @@ def test_sigkill_leaves_every_flushed_step(tmp_path):
         print("written", tr.committed["vector_steps"], flush=True)
         time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().split()
-        assert line and line[0] == "written", proc.stderr.read()
-        committed = int(line[1])
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    committed = int(run_then_kill(code, path)[0])
     assert committed == 887
     with open_trace(path) as tr:
         assert tr.status == "open" and tr.n_steps == committed and tr.n_rows == 2 * committed
@@ -429,15 +434,7 @@ def test_killed_writer_with_a_damaged_uncommitted_index_keeps_its_committed_rows
         print("written", tr.committed["vector_steps"], tr.rows, flush=True)
         time.sleep(60)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", code, str(path)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().split()
-        assert line and line[0] == "written", proc.stderr.read()
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert line[1:] == ["32", str(4 * 672)]
+    assert run_then_kill(code, path) == ["32", str(4 * 672)]
     with h5py.File(path, "r", locking=False, swmr=True) as f:
         ds = f["steps/observations"]
         assert ds.chunks[0] == 64 and ds.shape[0] == 4 * 672
