@@ -34,6 +34,7 @@ run draws different noise than an eager one with the same seed.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,7 +151,25 @@ class Program:
         of it; equals ``len(self)`` when the capture holds exactly the program's launches."""
         if self.graph is None:
             return None
-        return self.graph.debug_dot_str().count("KERNEL")
+        import cupy
+
+        verbose = getattr(cupy.cuda.runtime, "cudaGraphDebugDotFlagsVerbose", 1)
+        return count_kernel_nodes(self.graph.debug_dot_str(verbose))
+
+
+def count_kernel_nodes(dot) -> int:
+    """Kernel nodes in a DOT dump of a CUDA graph (``cudaGraphDebugDotPrint``).
+
+    With the verbose flag every node's label opens with its type (``label="{KERNEL\n|…``,
+    ``{MEMCPY``, ``{MEMSET``…); without it a kernel node is drawn as an octagon and its label
+    is its id and the kernel's name, so the word KERNEL need not appear at all.
+    """
+    if isinstance(dot, bytes):
+        dot = dot.decode("utf-8", "replace")
+    types = re.findall(r'label="\{([A-Z][A-Z_ ]*)\s*[\n|]', dot)
+    if types:
+        return sum(t.strip() == "KERNEL" for t in types)
+    return len(re.findall(r'shape="octagon"', dot))
 
 
 @dataclass

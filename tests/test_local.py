@@ -198,3 +198,48 @@ def test_graphed_learner_needs_the_cuda_backend():
 
     with pytest.raises(ConfigError, match="needs backend='cuda'"):
         GraphedLocalLearner(Network.layered([2, 3, 1], backend="cpu"), LocalConfig(graph=True))
+
+
+VERBOSE_DOT = '''digraph dot {
+subgraph cluster_1 {
+label="graph_1" graph[style="dashed"];
+"graph_1_node_0"[style="solid" shape="record" label="{KERNEL
+| {ID | 0 | 0}
+| {Name | _ZN6cudapy5leaky7kernels4loop15_prepare_kernel}
+}"];
+"graph_1_node_1"[style="solid" shape="record" label="{MEMCPY
+| {ID | 1 | 1}
+| {kind | DtoD}
+}"];
+"graph_1_node_2"[style="solid" shape="record" label="{KERNEL
+| {ID | 2 | 2}
+| {Name | _ZN6cudapy5leaky7kernels4step12_step_kernel}
+}"];
+"graph_1_node_0" -> "graph_1_node_1";
+"graph_1_node_1" -> "graph_1_node_2";
+}
+}
+'''
+
+PLAIN_DOT = '''digraph dot {
+subgraph cluster_1 {
+label="graph_1" graph[style="dashed"];
+"graph_1_node_0"[style="solid" shape="octagon" label="0
+_ZN6cudapy5leaky7kernels4loop15_prepare_kernel"];
+"graph_1_node_1"[style="solid" shape="trapezium" label="1
+MEMCPY
+(DtoD,4096)"];
+"graph_1_node_2"[style="solid" shape="octagon" label="2
+_ZN6cudapy5leaky7kernels4step12_step_kernel"];
+}
+}
+'''
+
+
+@pytest.mark.parametrize("dot", [VERBOSE_DOT, PLAIN_DOT, PLAIN_DOT.encode()])
+def test_kernel_nodes_are_counted_in_either_dot_format(dot):
+    """CUDA's DOT dump names a node's type only with the verbose flag; without it kernel nodes
+    are octagons. Both count the two kernels and not the copy between them."""
+    from leaky.graph import count_kernel_nodes
+
+    assert count_kernel_nodes(dot) == 2
