@@ -533,14 +533,14 @@ def step_cpu(V0, u, K, bias, leak, xi, col_lo, col_hi, n_inputs, activation, inh
     if nnz is None:
         nnz = presynaptic_count(col_lo, col_hi)
     # The small calls this library makes per env step cost a few µs in all: the common case
-    # (serial, the threshold of outer_min_rows_steps inlined) takes no further Python calls.
+    # (serial) skips cpu_schedule.
     if schedule is None and ell * B * nnz < PARALLEL_MIN_WORK:
         kernel, row_block, neuron_tasks = _step_cpu_serial, _ROW_BLOCK, 0
     else:
         name, row_block, neuron_tasks = cpu_schedule(B, ell, nnz, schedule)
         kernel = _step_cpu_serial if name == "serial" else _step_cpu_parallel
     outer = (_OUTER and B >= _OUTER_ROWS and N >= _OUTER_COLS
-             and B * ell >= min(_OUTER_MIN_ROWS_STEPS, max(32, N // 4 + 16)))
+             and B * ell >= outer_min_rows_steps(N))
     kernel(V0, u, K, bias, leak, xi, col_lo, col_hi, int(n_inputs), int(activation),
            int(inhibition), float(kappa), bool(pulse), Vc, z, y, alpha, row_block, neuron_tasks,
            outer)
