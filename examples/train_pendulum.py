@@ -18,7 +18,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small GEMMs: extra BLAS th
 from leaky.train import TrainConfig, train  # noqa: E402
 
 DDPG = {"hidden": [128, 128], "updates_per_step": 4, "learning_starts": 1000, "batch_size": 256}
-LOCAL = {"lr_actor": 1e-4}   # local_best of docs/results.md
+LOCAL = {}   # the default rule (docs/results.md)
 
 
 def main(argv=None):

@@ -50,7 +50,7 @@ def main(argv=None):
                       hidden=(64, 64), progress=False)
     envs = make_envs(cfg.env, cfg.n_envs)
     net = build_network(cfg, envs.single_observation_space, envs.single_action_space)
-    learner = LocalLearner(net, LocalConfig(seed=args.seed, **opts))
+    learner = LocalLearner(net, LocalConfig(rule="critic", seed=args.seed, **opts))
     obs, _ = envs.reset(seed=args.seed)
     V = net.reset(cfg.n_envs)
     for _ in range(args.steps // cfg.n_envs):

@@ -653,7 +653,7 @@ def _train_learners(N, B, ell, backend, K=None):
     if K is not None:
         for net in nets:
             net.set_parameters(K=K)
-    local = LocalLearner(nets[0], LocalConfig(batch_size=B, seed=0))
+    local = LocalLearner(nets[0], LocalConfig(rule="critic", batch_size=B, seed=0))
     nnz = int(np.sum(nets[0].col_hi - nets[0].col_lo))
     n_local = nnz + N + (N - cfg.n_inputs) * (2 * N + 3)
     H = ddpg_hidden_for(n_local - nnz - N, cfg.n_inputs + cfg.n_outputs)
@@ -818,11 +818,11 @@ def _sb3_ddpg(params: int, B: int):
 # ---------------------------------------------------------------------------------------------
 
 LOOP_CASES = [   # (learner, backend, options, trace)
-    ("local", "cpu", {}, False),
-    ("local", "cpu", {}, True),
+    ("local", "cpu", {"rule": "critic"}, False),
+    ("local", "cpu", {"rule": "critic"}, True),
     ("ddpg", "cpu", {"learning_starts": 256}, False),   # updates from the 33rd iteration on
-    ("local", "cuda", {}, False),
-    ("local", "cuda", {"graph": True}, False),
+    ("local", "cuda", {"rule": "critic"}, False),
+    ("local", "cuda", {"rule": "critic", "graph": True}, False),
 ]
 
 

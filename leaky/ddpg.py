@@ -595,14 +595,12 @@ class DDPGLearner:
         """
         if not self.ready():
             return {}
-        cfg, xp, net, flags = self.cfg, self.xp, self.net, self._flags
+        cfg, xp, net = self.cfg, self.xp, self.net
         batch = self.buffer.sample(cfg.batch_size, self._sample_rng)
         B = cfg.batch_size
 
         # critic: regress Q(s, a) on r + γ(1 - terminated) Q'(s', μ'(V', s'))
-        next_tape = actor_forward(self.actor_params(target=True), batch.V_next,
-                                  net.encode(batch.next_obs), ell=net.delay, xp=xp, **flags)
-        q_next, _ = self.critic_target.forward(batch.next_obs, next_tape.action)
+        q_next, _ = self.critic_target.forward(batch.next_obs, self.target_action(batch))
         target = batch.reward + cfg.gamma * (1.0 - batch.terminated) * q_next
         q, cache = self.critic.forward(batch.obs, batch.action)
         td = q - target
@@ -612,20 +610,9 @@ class DDPGLearner:
         stats = {"critic_loss": critic_loss, "q": q.mean(), "target_q": target.mean()}
 
         if self.n_updates % cfg.policy_delay == 0:
-            # actor: ascend mean Q(s, μ(V, s)) by BPTT through the ℓ internal steps
-            params = self.actor_params()
-            tape = actor_forward(params, batch.V, net.encode(batch.obs), ell=net.delay, xp=xp,
-                                 **flags)
-            q_pi, cache = self.critic.forward(batch.obs, tape.action)
-            _, dq_da = self.critic.backward(cache, xp.full(B, 1.0 / B, dtype=q_pi.dtype),
-                                            param_grads=False)
-            g = actor_backward(params, tape, -dq_da, xp=xp, **flags)
-            self.actor_optim.step([net.K, net.b], [g.K, g.b])
-            net.K *= net.mask
+            stats.update(self.actor_step(batch))
             soft_update([self.K_target, self.b_target], [net.K, net.b], cfg.tau)
             self.critic_target.soft_update_from(self.critic, cfg.tau)
-            stats["actor_q"] = q_pi.mean()
-            stats["actor_grad_norm"] = xp.sqrt((g.K * g.K).sum() + (g.b * g.b).sum())
         self.n_updates += 1
         # one device-to-host transfer for every scalar and the weights' finiteness
         finite = xp.isfinite(net.K).all() & xp.isfinite(net.b).all()
@@ -635,6 +622,35 @@ class DDPGLearner:
         if not (host[-1] and np.isfinite(host[:-1]).all()):
             self._diverged(metrics)
         return metrics
+
+    def target_action(self, batch):
+        """``μ'(V', s')`` (B, d_act): the target actor's greedy action at the next states."""
+        tape = actor_forward(self.actor_params(target=True), batch.V_next,
+                             self.net.encode(batch.next_obs), ell=self.net.delay, xp=self.xp,
+                             **self._flags)
+        return tape.action
+
+    def bptt_gradient(self, batch, params: ActorParams | None = None) -> tuple[Any, ActorGrads]:
+        """``(Q(s, μ(V, s)) (B,), ∂(−mean Q)/∂(K, b, α))`` on ``batch`` by BPTT through the ℓ
+        internal steps (the gradient DDPG descends; also what credit rules are compared with)."""
+        xp, net = self.xp, self.net
+        params = self.actor_params() if params is None else params
+        tape = actor_forward(params, batch.V, net.encode(batch.obs), ell=net.delay, xp=xp,
+                             **self._flags)
+        q_pi, cache = self.critic.forward(batch.obs, tape.action)
+        B = q_pi.shape[0]
+        _, dq_da = self.critic.backward(cache, xp.full(B, 1.0 / B, dtype=q_pi.dtype),
+                                        param_grads=False)
+        return q_pi, actor_backward(params, tape, -dq_da, xp=xp, **self._flags)
+
+    def actor_step(self, batch) -> dict:
+        """Ascend mean Q(s, μ(V, s)) by BPTT through the ℓ internal steps (one Adam step)."""
+        net, xp = self.net, self.xp
+        q_pi, g = self.bptt_gradient(batch)
+        self.actor_optim.step([net.K, net.b], [g.K, g.b])
+        net.K *= net.mask
+        return {"actor_q": q_pi.mean(),
+                "actor_grad_norm": xp.sqrt((g.K * g.K).sum() + (g.b * g.b).sum())}
 
     def _diverged(self, metrics):
         xp = self.xp

@@ -45,33 +45,73 @@ FAMILIES = ("advantage", "linear", "mlp")
 DATA = ("online", "replay")
 
 
+RULES = ("feedback", "perturb", "dfa", "critic", "literal")
+SHARED_RULES = ("feedback", "perturb", "dfa")   # scored by one shared critic Q(s, a)
+# Per rule, the value of every option left at None (the shared-critic rules take DDPG's
+# settings of docs/results.md; "critic" the best per-neuron-critic settings found there;
+# "literal" the paper's rule, fixed).
+RULE_DEFAULTS = {
+    "shared": {"lr_actor": 1e-3, "data": "replay", "updates_per_step": 4, "replay_size": 1_000_000,
+               "family": "advantage", "clock": "causal", "view": "all"},
+    "critic": {"lr_actor": 1e-4, "data": "online", "updates_per_step": 1, "replay_size": 100_000,
+               "family": "advantage", "clock": "causal", "view": "all"},
+    "literal": {"lr_actor": 1e-3, "data": "online", "updates_per_step": 1, "replay_size": 100_000,
+                "family": "linear", "clock": "internal", "view": "presynaptic"},
+}
+LITERAL_FIXED = ("family", "clock", "view")
+
+
 @dataclass(frozen=True)
 class LocalConfig(ValueOptions):
-    """Hyperparameters of the local learner (see the module docstring for the options)."""
+    """Hyperparameters of the local learner (see the module docstring for the options).
 
-    family: str = "advantage"
-    clock: str = "causal"
-    view: str = "all"
+    Options left at None take their value from ``rule`` (:data:`RULE_DEFAULTS`); the resolved
+    value is what the config holds after construction.
+    """
+
+    family: str | None = None
+    clock: str | None = None
+    view: str | None = None
     baseline: str = "own"
-    data: str = "online"
+    data: str | None = None
     optimizer: str = "adam"
     lr_critic: float = 1e-3
-    lr_actor: float = 1e-4
+    lr_actor: float | None = None
     tau_soft: float = 0.005
     gamma: float = 0.99
     noise_std: float = 0.1
     hidden_noise_scale: float = 1.0
     reward_scale: float = 1.0
     mlp_hidden: int = 16
-    replay_size: int = 100_000
+    replay_size: int | None = None
     batch_size: int = 256
     learning_starts: int = 1_000
-    updates_per_step: int = 1
+    updates_per_step: int | None = None
     actor_neurons: str = "all"
     graph: bool = False
     seed: int = 0
+    rule: str = "feedback"
+    tangents: int = 1
+    feedback_rate: float = 0.01
+    critic_hidden: tuple = (128, 128)
+    shuffle_credit: bool = False
+    align_every: int = 0
 
     def __post_init__(self):
+        if self.rule not in RULES:
+            raise ConfigError(f"LocalConfig.rule: got {self.rule!r}, expected one of {list(RULES)}")
+        kind = "shared" if self.rule in SHARED_RULES else self.rule
+        if self.rule == "literal":
+            for name in LITERAL_FIXED:
+                value = getattr(self, name)
+                if value is not None and value != RULE_DEFAULTS["literal"][name]:
+                    raise ConfigError(f"LocalConfig.{name}: got {value!r}, but rule='literal' fixes "
+                                      f"{name}={RULE_DEFAULTS['literal'][name]!r}; expected it unset "
+                                      "(or use rule='critic' to vary it)")
+        for name, value in RULE_DEFAULTS[kind].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        object.__setattr__(self, "critic_hidden", tuple(int(h) for h in self.critic_hidden))
         choices = {"family": FAMILIES, "clock": ul.CLOCKS, "data": DATA, "actor_neurons": ("all", "outputs"),
                    "view": tuple(ul.VIEWS), "baseline": tuple(ul.BASELINES), "optimizer": tuple(ul.OPTIMIZERS)}
         for name, allowed in choices.items():
@@ -89,6 +129,29 @@ class LocalConfig(ValueOptions):
         if self.updates_per_step > 1 and self.data != "replay":
             raise ConfigError(f"LocalConfig.updates_per_step: got {self.updates_per_step}, expected 1 with "
                               "data='online' (each transition is used once; use data='replay')")
+        if self.rule in SHARED_RULES:
+            if self.data != "replay":
+                raise ConfigError(f"LocalConfig.data: got {self.data!r}, but rule={self.rule!r} learns its "
+                                  "shared critic from replay; expected data='replay'")
+            if self.graph:
+                raise ConfigError(f"LocalConfig.graph=True: rule={self.rule!r} is not captured; expected "
+                                  "rule='critic' or 'literal' (or graph=False)")
+            if not 0.0 < self.feedback_rate <= 1.0:
+                raise ConfigError(f"LocalConfig.feedback_rate: got {self.feedback_rate!r}, expected a value in (0, 1]")
+            if int(self.tangents) != self.tangents or (self.rule != "dfa" and self.tangents < 1):
+                raise ConfigError(f"LocalConfig.tangents: got {self.tangents!r}, expected a positive int "
+                                  f"(rule={self.rule!r} scores activity tangents)")
+            if not self.critic_hidden or min(self.critic_hidden) < 1:
+                raise ConfigError(f"LocalConfig.critic_hidden: got {self.critic_hidden!r}, expected one or "
+                                  "more positive widths")
+        elif self.shuffle_credit or self.align_every:
+            raise ConfigError(f"LocalConfig: shuffle_credit and align_every are diagnostics of the shared-critic "
+                              f"rules; got rule={self.rule!r}, expected one of {list(SHARED_RULES)}")
+        if self.lr_actor < 0 or not np.isfinite(self.lr_actor):
+            raise ConfigError(f"LocalConfig.lr_actor: got {self.lr_actor!r}, expected a finite value >= 0")
+        if int(self.align_every) != self.align_every or self.align_every < 0:
+            raise ConfigError(f"LocalConfig.align_every: got {self.align_every!r}, expected an int >= 0 "
+                              "(0: never)")
         if self.graph:
             captured = {"family": ("advantage", "linear"), "baseline": ("own",), "data": ("online",),
                         "actor_neurons": ("all",)}
@@ -100,16 +163,48 @@ class LocalConfig(ValueOptions):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
 
+    @property
+    def shared_critic(self) -> bool:
+        """True for the rules scored by one shared critic (``feedback``, ``perturb``, ``dfa``)."""
+        return self.rule in SHARED_RULES
+
+    def ddpg_config(self):
+        """The shared critic's, replay's and exploration's settings as a :class:`DDPGConfig`."""
+        from leaky.ddpg import DDPGConfig
+
+        return DDPGConfig(gamma=self.gamma, tau=self.tau_soft, actor_lr=self.lr_actor or 1.0,
+                          critic_lr=self.lr_critic, batch_size=self.batch_size, buffer_size=self.replay_size,
+                          noise="gaussian", noise_std=self.noise_std, learning_starts=self.learning_starts,
+                          updates_per_step=self.updates_per_step, hidden=self.critic_hidden, seed=self.seed)
+
     def update_config(self) -> ul.UpdateConfig:
         return ul.UpdateConfig(family=self.family, view=self.view,
                                baseline=self.baseline, optimizer=self.optimizer, lr_critic=self.lr_critic,
                                lr_actor=self.lr_actor, tau_soft=self.tau_soft)
 
 
+def make_local_learner(net: Network, cfg: LocalConfig):
+    """The learner ``cfg.rule`` names: a :class:`~leaky.shared_critic.SharedCriticLearner`
+    (``feedback``, ``perturb``, ``dfa``), a :class:`~leaky.graph.GraphedLocalLearner`
+    (``graph=True``) or a :class:`LocalLearner` (per-neuron critics: ``critic``, ``literal``)."""
+    if cfg.shared_critic:
+        from leaky.shared_critic import SharedCriticLearner
+
+        return SharedCriticLearner(net, cfg)
+    if cfg.graph:
+        from leaky.graph import GraphedLocalLearner
+
+        return GraphedLocalLearner(net, cfg)
+    return LocalLearner(net, cfg)
+
+
 class LocalLearner(OnlineLearner):
     """Every neuron learns from its own critic; one fused update per environment step."""
 
     def __init__(self, net: Network, cfg: LocalConfig):
+        if cfg.shared_critic:
+            raise ConfigError(f"LocalLearner: rule={cfg.rule!r} is scored by a shared critic; expected "
+                              "rule='critic' or 'literal' (make_local_learner picks the learner for a rule)")
         std = np.full(net.n_neurons, cfg.noise_std)
         std[: net.n_neurons - net.config.n_outputs] *= cfg.hidden_noise_scale   # per-layer noise scale
         super().__init__(net, std, cfg.seed)

@@ -223,14 +223,9 @@ def make_learner(cfg: TrainConfig, net: Network) -> Learner:
         from leaky.perturbation import PerturbationConfig, PerturbationLearner
 
         return PerturbationLearner(net, _dataclass_from(PerturbationConfig, opts))
-    from leaky.local import LocalConfig, LocalLearner
+    from leaky.local import LocalConfig, make_local_learner
 
-    local = _dataclass_from(LocalConfig, opts)
-    if local.graph:
-        from leaky.graph import GraphedLocalLearner
-
-        return GraphedLocalLearner(net, local)
-    return LocalLearner(net, local)
+    return make_local_learner(net, _dataclass_from(LocalConfig, opts))
 
 
 def _dataclass_from(cls, opts: dict):

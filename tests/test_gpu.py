@@ -100,7 +100,7 @@ def _graphed_run(capture, steps=6, B=4):
     from leaky.local import LocalConfig
 
     net = Network.layered([3, 33, 40, 1], backend="cuda", delay=3, seed=2)
-    g = GraphedLocalLearner(net, LocalConfig(graph=True, lr_actor=1e-2, seed=1))
+    g = GraphedLocalLearner(net, LocalConfig(rule="critic", graph=True, lr_actor=1e-2, seed=1))
     rng = np.random.default_rng(0)
     V, actions = net.reset(B), []
     for t in range(steps):
@@ -134,5 +134,5 @@ def test_graphed_training_run_on_the_gpu():
 
     r = train(TrainConfig(env="Pendulum-v1", learner="local", backend="cuda", steps=400, n_envs=4,
                           eval_every=400, eval_episodes=1, hidden=(16,), progress=False,
-                          learner_options={"graph": True}))
+                          learner_options={"rule": "critic", "graph": True}))
     assert np.isfinite(r.final_eval) and r.updates == 400 // 4 - 1

@@ -15,8 +15,8 @@ BANDIT = dict(env="leaky/ContextualBandit-v0", learner="local", n_envs=16, eval_
 
 
 def test_advantage_critics_learn_a_state_dependent_policy_the_linear_ones_cannot():
-    adv = train(TrainConfig(steps=6000, eval_every=6000, learner_options={"lr_actor": 1e-2}, **BANDIT))
-    lin = train(TrainConfig(steps=6000, eval_every=6000, learner_options={"lr_actor": 1e-2, "family": "linear"},
+    adv = train(TrainConfig(steps=6000, eval_every=6000, learner_options={"rule": "critic", "lr_actor": 1e-2}, **BANDIT))
+    lin = train(TrainConfig(steps=6000, eval_every=6000, learner_options={"rule": "critic", "lr_actor": 1e-2, "family": "linear"},
                             **BANDIT))
     random_level = -0.29  # E[(a − a*)²] of the initial network, measured over seeds
     assert adv.final_eval > -0.05
@@ -29,7 +29,7 @@ def _bandit_run(freeze_output: bool, steps=300, seed=3, lr_actor=2e-2):
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
     net = Network.layered([2, 16, 1], backend="cpu", seed=seed, observation_space=envs.single_observation_space,
                           action_space=envs.single_action_space)
-    learner = LocalLearner(net, LocalConfig(lr_actor=lr_actor, seed=seed))
+    learner = LocalLearner(net, LocalConfig(rule="critic", lr_actor=lr_actor, seed=seed))
     out = net.outputs[0]
     K0, b0 = net.K[out].copy(), float(net.b[out])
     obs, _ = envs.reset(seed=seed)
@@ -93,7 +93,7 @@ def test_td_policy_evaluation_converges(baseline):
         gym.register("leaky/ConstantReward-v0", entry_point=ConstantReward, max_episode_steps=10_000)
     envs = gym.make_vec("leaky/ConstantReward-v0", num_envs=8, vectorization_mode="sync")
     net = Network.layered([2, 6, 1], backend="cpu", seed=0)
-    cfg = LocalConfig(lr_actor=0.0, gamma=0.9, lr_critic=3e-2, tau_soft=0.05, baseline=baseline, value_lr=3e-2)
+    cfg = LocalConfig(rule="critic", lr_actor=0.0, gamma=0.9, lr_critic=3e-2, tau_soft=0.05, baseline=baseline, value_lr=3e-2)
     learner = LocalLearner(net, cfg)
     obs, _ = envs.reset(seed=0)
     V = net.reset(8)
@@ -117,7 +117,7 @@ def test_td_policy_evaluation_converges(baseline):
 
 def test_transitions_are_learned_one_step_late():
     net = Network.layered([2, 4, 1], backend="cpu")
-    learner = LocalLearner(net, LocalConfig())
+    learner = LocalLearner(net, LocalConfig(rule="critic"))
     V = net.reset(2)
     obs = np.zeros((2, 2))
     n_updates = 0
@@ -136,15 +136,16 @@ def test_replay_and_literal_configurations_run():
                  {"baseline": "dopamine", "value_input": "sensors", "value_optimizer": "adam"},
                  {"family": "mlp", "mlp_hidden": 4}):
         r = train(TrainConfig(env="Pendulum-v1", learner="local", steps=400, n_envs=4, eval_every=400,
-                              eval_episodes=1, hidden=(8,), progress=False, learner_options=opts))
+                              eval_episodes=1, hidden=(8,), progress=False,
+                              learner_options={"rule": "critic", **opts}))
         assert np.isfinite(r.final_eval)
 
 
 def test_bad_local_options():
     with pytest.raises(ConfigError, match="LocalConfig.clock"):
-        LocalConfig(clock="wall")
+        LocalConfig(rule="critic", clock="wall")
     with pytest.raises(ConfigError, match="LocalConfig.family"):
-        LocalConfig(family="quadratic")
+        LocalConfig(rule="critic", family="quadratic")
 
 
 @pytest.mark.parametrize("opts", [{}, {"family": "mlp", "mlp_hidden": 3},
@@ -165,7 +166,7 @@ def test_learner_state_round_trips_through_a_checkpoint(tmp_path, opts):
             V = V2
 
     nets = [Network.layered([2, 5, 1], backend="cpu", seed=4) for _ in range(2)]
-    a, b = (LocalLearner(n, LocalConfig(seed=4, **opts)) for n in nets)
+    a, b = (LocalLearner(n, LocalConfig(rule="critic", seed=4, **opts)) for n in nets)
     run(a, nets[0], 12, 0)
     path = str(tmp_path / "ck.npz")
     save_checkpoint(path, {"net": {"K": nets[0].K, "b": nets[0].b}, "learner": a.state_dict()})
@@ -182,22 +183,22 @@ def test_learner_state_round_trips_through_a_checkpoint(tmp_path, opts):
 
 def test_mlp_with_dopamine_is_rejected():
     with pytest.raises(ConfigError, match="mlp"):
-        LocalConfig(family="mlp", baseline="dopamine")
+        LocalConfig(rule="critic", family="mlp", baseline="dopamine")
 
 
 def test_graph_option_validates_what_it_captures():
     with pytest.raises(ConfigError, match="graph=True: baseline='dopamine'"):
-        LocalConfig(graph=True, baseline="dopamine")
+        LocalConfig(rule="critic", graph=True, baseline="dopamine")
     with pytest.raises(ConfigError, match="graph=True: data='replay'"):
-        LocalConfig(graph=True, data="replay")
-    LocalConfig(graph=True, family="linear", clock="internal", view="presynaptic")
+        LocalConfig(rule="critic", graph=True, data="replay")
+    LocalConfig(rule="critic", graph=True, family="linear", clock="internal", view="presynaptic")
 
 
 def test_graphed_learner_needs_the_cuda_backend():
     from leaky.graph import GraphedLocalLearner
 
     with pytest.raises(ConfigError, match="needs backend='cuda'"):
-        GraphedLocalLearner(Network.layered([2, 3, 1], backend="cpu"), LocalConfig(graph=True))
+        GraphedLocalLearner(Network.layered([2, 3, 1], backend="cpu"), LocalConfig(rule="critic", graph=True))
 
 
 VERBOSE_DOT = '''digraph dot {

@@ -104,7 +104,7 @@ def test_training_writes_a_trace_that_inspect_reads(tmp_path, capsys):
     from leaky.trace import open_trace
 
     path = str(tmp_path / "run.h5")
-    train(TrainConfig(learner="local", trace=path, **{**SMALL, "steps": 1600}))
+    train(TrainConfig(learner="local", trace=path, learner_options={"rule": "critic"}, **{**SMALL, "steps": 1600}))
     reader = open_trace(path)
     assert reader.n_episodes == 2                       # env 0 ran two 200-step episodes of 400 steps
     ep = reader.episode(0)

@@ -29,7 +29,7 @@ def test_noise_kernel_matches_cpu_twin():
 
 
 def _pair(clock, delay):
-    cfg = LocalConfig(clock=clock, noise_std=0.3, lr_actor=1e-2, lr_critic=1e-2, reward_scale=0.5, seed=3)
+    cfg = LocalConfig(rule="critic", clock=clock, noise_std=0.3, lr_actor=1e-2, lr_critic=1e-2, reward_scale=0.5, seed=3)
     nets = [Network.layered([2, 3, 1], backend="cuda", delay=delay, seed=5) for _ in range(2)]
     return GraphedLocalLearner(nets[0], cfg), LocalLearner(nets[1], cfg)
 
@@ -80,7 +80,7 @@ def test_programs_match_the_eager_learner(clock, delay):
 def test_launch_count_does_not_depend_on_delay_or_size():
     counts = set()
     for sizes, delay in (([2, 3, 1], 1), ([3, 40, 2], 4)):
-        g = GraphedLocalLearner(Network.layered(sizes, backend="cuda", delay=delay), LocalConfig())
+        g = GraphedLocalLearner(Network.layered(sizes, backend="cuda", delay=delay), LocalConfig(rule="critic"))
         g._ensure(3)
         counts.add(tuple(sorted(g.launches_per_step.items())))
     assert counts == {(("act", 3), ("boot", 2), ("learn", 2))}
