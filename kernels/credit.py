@@ -175,6 +175,64 @@ def credit_update_reference(batch: CreditBatch, params: CreditParams, top: Credi
     out.Gb[...] = Gb
     return out
 
-# Faces by backend name. Until the compiled faces land, the cpu backend runs the reference
-# (float64 math, float32 results).
-FACES = {"numpy": credit_update_reference, "cpu": credit_update_reference}
+def credit_update_composed(xp, batch: CreditBatch, params: CreditParams, top: CreditTopology,
+                           sc: CreditScalars, out: CreditGrads) -> CreditGrads:
+    """The same update composed from library calls on ``xp`` (NumPy or CuPy), in the arrays'
+    dtype: every neuron at once, one GEMM per distinct decision step, Adam over whole arrays.
+
+    Not a face: the alternative the faces are benchmarked against. Off the mask and on sensor
+    rows G is 0, so Adam's moments stay 0 there and K does not move (as in the reference,
+    provided the moments start at 0 there).
+    """
+    Vc, y, scale, T, adot, g, dadv = batch
+    K, bias, F, mK, vK, mb, vb = params
+    k, B, N = T.shape
+    n_out = g.shape[1]
+    n_in = sc.n_inputs
+    hidden = slice(n_in, N - n_out)
+    E = xp.zeros((B, N), dtype=K.dtype)
+    if sc.rule == RULES["perturb"]:
+        d = xp.einsum("bo,jbo->jb", g, adot)
+        E[:, hidden] = (d[:, :, None] * T[:, :, hidden]).mean(axis=0)
+    else:
+        if sc.rule == RULES["feedback"]:
+            F[hidden] *= 1.0 - sc.feedback_rate
+            F[hidden] += (sc.feedback_rate / (k * B)) * xp.einsum("jbo,jbn->no", adot, T[:, :, hidden])
+        E[:, hidden] = g @ F[hidden].T
+    E[:, N - n_out:] = g * dadv
+    tau = xp.asarray(top.tau)
+    cols = xp.arange(N)
+    y_tau = y[tau, :, cols]                                     # (N, B): y[tau[n], :, n]
+    if sc.activation == 0:
+        dact = 1.0 - xp.tanh(y_tau) ** 2
+    elif sc.activation == 1:
+        dact = (y_tau > 0).astype(K.dtype)
+    else:
+        dact = xp.ones_like(y_tau)
+    gz = E.T * dact * scale[tau]
+    gz[:n_in] = 0.0
+    G, Gb = out
+    G[...] = 0.0
+    tau_host = np.asarray(top.tau.get() if hasattr(top.tau, "get") else top.tau)
+    for t in np.unique(tau_host[n_in:]):
+        rows = xp.asarray(np.flatnonzero(tau_host == t))
+        G[rows] = gz[rows] @ Vc[int(t)]
+    G *= top.mask * (1.0 / B)
+    Gb[...] = gz.mean(axis=1)
+    if sc.apply:
+        for theta, m, v, grad in ((K, mK, vK, G), (bias, mb, vb, Gb)):
+            m *= sc.beta1
+            m -= (1.0 - sc.beta1) * grad
+            v *= sc.beta2
+            v += (1.0 - sc.beta2) * grad * grad
+            theta -= sc.step_size * m / (v ** 0.5 + sc.eps_hat)
+    return out
+
+
+def _composed_numpy(batch, params, top, sc, out):
+    return credit_update_composed(np, batch, params, top, sc, out)
+
+
+# Faces by backend name. Until the compiled faces land, the cpu backend runs the composed
+# update on NumPy.
+FACES = {"numpy": credit_update_reference, "cpu": _composed_numpy}
