@@ -126,13 +126,13 @@ class LocalConfig(ValueOptions):
                 raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected > 0")
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"LocalConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
+        if self.rule in SHARED_RULES and self.data != "replay":
+            raise ConfigError(f"LocalConfig.data: got {self.data!r}, but rule={self.rule!r} learns its "
+                              "shared critic from replay; expected data='replay'")
         if self.updates_per_step > 1 and self.data != "replay":
             raise ConfigError(f"LocalConfig.updates_per_step: got {self.updates_per_step}, expected 1 with "
                               "data='online' (each transition is used once; use data='replay')")
         if self.rule in SHARED_RULES:
-            if self.data != "replay":
-                raise ConfigError(f"LocalConfig.data: got {self.data!r}, but rule={self.rule!r} learns its "
-                                  "shared critic from replay; expected data='replay'")
             if self.graph:
                 raise ConfigError(f"LocalConfig.graph=True: rule={self.rule!r} is not captured; expected "
                                   "rule='critic' or 'literal' (or graph=False)")

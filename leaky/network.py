@@ -227,13 +227,13 @@ class Network:
                 "mask": to_numpy(self.mask)}
 
     def set_parameters(self, K=None, b=None) -> None:
-        """Replace K (masked on the way in) and/or b, checking shapes."""
+        """Replace K (masked on the way in) and/or b by copies, checking shapes."""
         N = self.n_neurons
         if K is not None:
             K = self._check_array("K", K, (N, N))
             self.K = K * self.mask
         if b is not None:
-            self.b = self._check_array("b", b, (N,))
+            self.b = self._check_array("b", b, (N,)).copy()   # never alias the caller's array
 
     # -- encoder / decoder ------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from quantities it has locally (``kernels/credit.py``)::
     feedback   F_n ← (1−β) F_n + β mean(ȧ T_n), a running estimate of E[∂a/∂α_n]; e_n = g·F_n
     dfa        e_n = g·B_n with B fixed and random (direct feedback alignment)
 
-Output neurons use their exact ``∂a/∂α``. Each neuron then steps its own row of K and its bias by
+Output neurons use their exact ``∂a/∂α`` (decoder gain × clip × λ, all local), so no tangent is
+injected at them. Each neuron then steps its own row of K and its bias by
 Adam on ``−mean_b e_bn σ'(y_bn) V_{τ_n}[b, :]``. Backprop stays inside the critic ``Q(s, a)``
 (an MLP trained by TD exactly as DDPG's); the network is never backpropagated through.
 
@@ -108,7 +109,10 @@ class SharedCriticLearner(DDPGLearner):
         """The greedy step from carried voltages ``V`` with ``k`` tangents per row."""
         be, net = self.backend, self.net
         B, N, ell = V.shape[0], self.N, net.delay
-        T = (self._tangent_rng.standard_normal((k, B, N)) if k else be.zeros((0, B, N)))
+        T = self._tangent_rng.standard_normal((k, B, N)) if k else be.zeros((0, B, N))
+        # No tangents at the outputs: their e is exact, and a tangent there would only add its
+        # share ||∂a/∂α_O||² to the variance of every hidden neuron's estimate.
+        T[:, :, N - self.n_act:] = 0.0
         out = tk.TangentOut(be.empty((ell + 1, B, N)), be.empty((ell, B, N)), be.empty((ell, B, N)),
                             be.empty((ell, B)), be.empty((k, B, N)))
         u = be.asarray(net.encode(obs))

@@ -154,3 +154,15 @@ def test_auto_backend_without_gpu_is_cpu():
     if leaky.gpu_available():
         pytest.skip("a GPU is present")
     assert Network.layered([2, 1], backend="auto").backend.name == "cpu"
+
+
+def test_set_parameters_copies_what_it_is_given(rng):
+    """The network owns its parameters: changing the caller's arrays later changes nothing."""
+    net = Network.layered([2, 3, 1], backend="numpy")
+    K, b = rng.standard_normal((6, 6)), rng.standard_normal(6)
+    K0, b0 = K.copy(), b.copy()
+    net.set_parameters(K=K, b=b)
+    K += 1.0
+    b += 1.0
+    np.testing.assert_array_equal(net.b, b0)
+    np.testing.assert_array_equal(net.K, K0 * net.mask_np)
