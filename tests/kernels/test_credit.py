@@ -26,14 +26,15 @@ def _f32(a):
 
 
 def random_credit_case(rng, B, N, n_in, n_out, ell, k, topology="dense", activation=0, rule=0,
-                       apply=True, tau="decision", seed=0):
+                       apply=True, tau="decision", seed=0, moments_off_mask=False):
     """``(batch, params, top, sc)`` of one credit update, float64 arrays of float32 values.
 
     The mask, its ranges and the decision steps come from a Network of ``topology``
     (``layered``: one hidden layer, ℓ = 2), or ``tau="random"`` in [0, ℓ). Adam's moments are a
     mid-run state (v well above g²·(1−β₂), zero off the mask as the learner keeps them): there
     the step is a smooth function of the gradient, so float32 rounding cannot flip its sign the
-    way m̂/√v̂ = ±1 at zero moments would.
+    way m̂/√v̂ = ±1 at zero moments would. ``moments_off_mask``: non-zero moments off the mask
+    too (where G is 0, so only the mask keeps Adam from moving K there).
     """
     extra = {}
     if topology == "sparse":
@@ -55,12 +56,13 @@ def random_credit_case(rng, B, N, n_in, n_out, ell, k, topology="dense", activat
         adot=_f32(rng.standard_normal((k, B, n_out))),
         g=_f32(rng.standard_normal((B, n_out))),
         dadv=_f32(rng.uniform(0.0, 1.0, (B, n_out))))
+    moment_mask = 1.0 if moments_off_mask else mask
     params = ck.CreditParams(
         K=_f32(rng.standard_normal((N, N)) * mask),
         bias=_f32(0.3 * rng.standard_normal(N)),
         F=_f32(rng.standard_normal((N, n_out)) / np.sqrt(n_out)),
-        mK=_f32(0.05 * rng.standard_normal((N, N)) * mask),
-        vK=_f32(rng.uniform(0.01, 0.05, (N, N)) * mask),
+        mK=_f32(0.05 * rng.standard_normal((N, N)) * moment_mask),
+        vK=_f32(rng.uniform(0.01, 0.05, (N, N)) * moment_mask),
         mb=_f32(0.05 * rng.standard_normal(N)),
         vb=_f32(rng.uniform(0.01, 0.05, N)))
     top = ck.CreditTopology(taus, mask, net.col_lo, net.col_hi)
@@ -206,7 +208,8 @@ def test_invariants(face):
     for rule in (0, 1, 2):
         for apply in (True, False):
             batch, params, top, sc = random_credit_case(rng, B, N, n_in, n_out, 3, 2, "sparse", 1,
-                                                        rule, apply, tau="random", seed=4)
+                                                        rule, apply, tau="random", seed=4,
+                                                        moments_off_mask=True)
             got = run_updates(face, batch, params, top, sc)[0]
             off = top.mask == 0
             for key in ("K", "mK", "vK"):
