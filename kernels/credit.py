@@ -45,9 +45,14 @@ import math
 from typing import Any, NamedTuple
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import float32, get_num_threads, njit, prange
 
-from leaky.kernels.scalar import FASTMATH, compiled
+try:  # the cuda face needs numba-cuda (the `cuda13`/`cuda12` extras); the others do not
+    from numba import cuda
+except ImportError:  # pragma: no cover
+    cuda = None
+
+from leaky.kernels.scalar import FASTMATH, activate_grad_cuda, compiled, cuda_jit
 from leaky.kernels.scalar import tanh32 as _tanh
 from leaky.kernels.step import PARALLEL_MIN_WORK
 from leaky.kernels.update_local import _outer_tn
@@ -602,5 +607,175 @@ def _nnz(col_lo, col_hi):
     return total
 
 
+# ---------------------------------------------------------------------------------------------
+# cuda: numba.cuda.jit; one launch, one block per neuron
+# ---------------------------------------------------------------------------------------------
+#
+# Block n owns neuron n's rows of K, G, F and the moments, and its bias: no other block touches
+# them, so __syncthreads() is the only synchronisation (no atomics). Sensor blocks write their
+# zero rows and return. Otherwise:
+#   1. feedback (hidden n): per output p, Σ_{j,b} ȧ[j, b, p]·T[j, b, n] by a shared-memory tree
+#      over the BLOCK threads; thread 0 steps F[n, p];
+#   2. the row gradient, BLOCK columns at a time (coalesced along m): the batch in tiles of
+#      BLOCK rows, each thread computing one row's gz = e·σ'(y)·s into shared memory (e by the
+#      neuron's rule), then every thread sums gz·Vc[t, b, m] over the tile for its column;
+#      columns outside col_lo…col_hi are written 0 without a sum. G = sum/B on the mask, and
+#      the thread's Adam step of K[n, m] right after;
+#   3. Gb = Σ gz / B by a tree (the first column pass accumulates it), thread 0 steps the bias.
+# gz is recomputed for every column pass (⌈N / BLOCK⌉ of them): k·n_out multiply-adds per row,
+# against BLOCK per row for the sums it feeds.
+
+BLOCK = 128      # threads per block (a power of two: the tree sums)
+
+
+def _gz_one(b, n, o, t, y, scale, T, adot, g, dadv, F, n_out, activation, rule, inv_k):
+    """gz[b] of neuron n (``o`` ≥ 0: output o) by the neuron's rule."""
+    k = T.shape[0]
+    e = float32(0.0)
+    if o >= 0:
+        e = g[b, o] * dadv[b, o]
+    elif rule == 0:
+        for j in range(k):
+            d = float32(0.0)
+            for p in range(n_out):
+                d += g[b, p] * adot[j, b, p]
+            e += d * T[j, b, n]
+        e *= inv_k
+    else:
+        for p in range(n_out):
+            e += g[b, p] * F[n, p]
+    return e * activate_grad_cuda(y[t, b, n], activation) * scale[t, b]
+
+
+def _device(fn):
+    """A cuda device function (inlined), or None without numba-cuda."""
+    return cuda.jit(device=True, inline="always")(fn) if cuda is not None else None
+
+
+_gz_one_cuda = _device(_gz_one)
+
+
+def _tree_sum(red, tid):
+    """Σ red[0:BLOCK] into red[0] (every thread calls it; red[tid] written before)."""
+    cuda.syncthreads()
+    half = BLOCK // 2
+    while half > 0:
+        if tid < half:
+            red[tid] += red[tid + half]
+        cuda.syncthreads()
+        half //= 2
+
+
+_tree_sum_cuda = _device(_tree_sum)
+
+
+@cuda_jit
+def _credit_kernel(Vc, y, scale, T, adot, g, dadv, K, bias, F, mK, vK, mb, vb, tau, mask, col_lo,
+                   col_hi, n_inputs, activation, rule, feedback_rate, step_size, eps_hat, beta1,
+                   beta2, apply, G, Gb):
+    red = cuda.shared.array(BLOCK, float32)
+    gzs = cuda.shared.array(BLOCK, float32)
+    tid = cuda.threadIdx.x
+    n = cuda.blockIdx.x
+    k = T.shape[0]
+    B = T.shape[1]
+    N = T.shape[2]
+    n_out = g.shape[1]
+    if n < n_inputs:                          # sensors: zero rows, nothing stepped
+        for m in range(tid, N, BLOCK):
+            G[n, m] = float32(0.0)
+        if tid == 0:
+            Gb[n] = float32(0.0)
+        return
+    o = n - (N - n_out)
+    inv_b = float32(1.0) / float32(B)
+    inv_k = float32(1.0) / float32(k) if k > 0 else float32(0.0)
+    if o < 0 and rule == 1:                   # 1. feedback: the F row before its e
+        for p in range(n_out):
+            part = float32(0.0)
+            for q in range(tid, k * B, BLOCK):
+                j = q // B
+                b = q - j * B
+                part += adot[j, b, p] * T[j, b, n]
+            red[tid] = part
+            _tree_sum_cuda(red, tid)
+            if tid == 0:
+                F[n, p] = (float32(1.0) - feedback_rate) * F[n, p] + feedback_rate * (
+                    red[0] / float32(k * B))
+            cuda.syncthreads()
+    t = tau[n]
+    lo = col_lo[n]
+    hi = col_hi[n]
+    gsum = float32(0.0)
+    for m0 in range(0, N, BLOCK):            # 2. the row gradient, BLOCK columns at a time
+        m = m0 + tid
+        inside = m >= lo and m < hi
+        acc = float32(0.0)
+        for b0 in range(0, B, BLOCK):
+            b = b0 + tid
+            gz = float32(0.0)
+            if b < B:
+                gz = _gz_one_cuda(b, n, o, t, y, scale, T, adot, g, dadv, F, n_out, activation,
+                                  rule, inv_k)
+                if m0 == 0:
+                    gsum += gz
+            gzs[tid] = gz
+            cuda.syncthreads()
+            if inside:
+                for bb in range(min(BLOCK, B - b0)):
+                    acc += gzs[bb] * Vc[t, b0 + bb, m]
+            cuda.syncthreads()
+        if m < N:
+            on = inside and mask[n, m] != 0
+            grad = acc * inv_b if on else float32(0.0)
+            G[n, m] = grad
+            if apply and on:
+                gg = -grad
+                mm = beta1 * mK[n, m] + (float32(1.0) - beta1) * gg
+                vv = beta2 * vK[n, m] + (float32(1.0) - beta2) * gg * gg
+                mK[n, m] = mm
+                vK[n, m] = vv
+                K[n, m] -= step_size * mm / (math.sqrt(vv) + eps_hat)
+    red[tid] = gsum                           # 3. Gb and the bias
+    _tree_sum_cuda(red, tid)
+    if tid == 0:
+        gb = red[0] * inv_b
+        Gb[n] = gb
+        if apply:
+            gg = -gb
+            mm = beta1 * mb[n] + (float32(1.0) - beta1) * gg
+            vv = beta2 * vb[n] + (float32(1.0) - beta2) * gg * gg
+            mb[n] = mm
+            vb[n] = vv
+            bias[n] -= step_size * mm / (math.sqrt(vv) + eps_hat)
+
+
+def credit_update_cuda(batch: CreditBatch, params: CreditParams, top: CreditTopology,
+                       sc: CreditScalars, out: CreditGrads, stream=0) -> CreditGrads:
+    """The credit update on the GPU (CuPy arrays; NumPy arrays in the simulator), float32, one
+    launch of N blocks of BLOCK threads. The decision steps are checked against ℓ only for
+    host (NumPy) arrays (reading device arrays back would synchronise every call)."""
+    check_inputs(batch, params, top, sc, out)
+    ell = batch.Vc.shape[0] - 1
+    if isinstance(top.tau, np.ndarray) and not tau_is_valid(top.tau, ell):
+        raise ValueError(f"credit update: decision steps tau in [{int(np.min(top.tau))}, "
+                         f"{int(np.max(top.tau))}], expected 0 <= tau < ell = {ell}")
+    N = batch.T.shape[2]
+    f = np.float32
+    _credit_kernel[(N,), (BLOCK,), stream](
+        *batch, *params, top.tau, top.mask, top.col_lo, top.col_hi, np.int32(sc.n_inputs),
+        np.int32(sc.activation), np.int32(sc.rule), f(sc.feedback_rate), f(sc.step_size),
+        f(sc.eps_hat), f(sc.beta1), f(sc.beta2), bool(sc.apply), out.G, out.Gb)
+    return out
+
+
+# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
+_F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
+CUDA_KERNELS = [
+    (_credit_kernel, [f"void({_F3}, {_F3}, {_F2}, {_F3}, {_F3}, {_F2}, {_F2}, {_F2}, {_F1}, {_F2}, "
+                      f"{_F2}, {_F2}, {_F1}, {_F1}, {_I1}, {_F2}, {_I1}, {_I1}, int32, int32, int32, "
+                      f"float32, float32, float32, float32, float32, boolean, {_F2}, {_F1})"]),
+]
+
 # Faces by backend name.
-FACES = {"numpy": credit_update_reference, "cpu": credit_update_cpu}
+FACES = {"numpy": credit_update_reference, "cpu": credit_update_cpu, "cuda": credit_update_cuda}
