@@ -265,3 +265,22 @@ def test_bad_inputs_raise_value_error():
                                    ck.CreditGrads(np.zeros((12, 12)), np.zeros(12)))
     # dfa needs no tangents
     ck.credit_update_cpu(k0, p, t, sc._replace(rule=2), out)
+
+
+def test_cpu_face_does_not_depend_on_the_thread_count():
+    """One thread (the serial compilation) and every thread (the parallel one, tiles as tasks)
+    give the same numbers bit for bit."""
+    import numba
+
+    rng = np.random.default_rng(2)
+    case = random_credit_case(rng, 40, 200, 3, 1, 3, 2, "dense", 0, 1, True, tau="random")
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = run_updates("cpu", *case, steps=2)
+    finally:
+        numba.set_num_threads(threads)
+    every = run_updates("cpu", *case, steps=2)
+    for a, b in zip(one, every):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
