@@ -31,6 +31,7 @@ from leaky.backend import to_numpy
 from leaky.ddpg import DDPGLearner, _pcg64_words, _set_pcg64_words
 from leaky.kernels import credit as ck
 from leaky.kernels import tangent as tk
+from leaky.kernels.step import tile_ranges
 from leaky.network import Network
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,6 +82,8 @@ class SharedCriticLearner(DDPGLearner):
         self._last = be.asarray(last, dtype=np.int32)
         self._col_lo = be.asarray(net.col_lo, dtype=np.int32)
         self._col_hi = be.asarray(net.col_hi, dtype=np.int32)
+        self._tile_lo, self._tile_hi = (be.asarray(a, dtype=np.int32)
+                                        for a in tile_ranges(net.col_lo, net.col_hi))
         self.top = ck.CreditTopology(self._tau, net.mask, self._col_lo, self._col_hi)
         credit_seed, tangent_seed, shuffle_seed = np.random.SeedSequence([cfg.seed, 1]).spawn(3)
         if cfg.rule == "dfa":
@@ -103,7 +106,8 @@ class SharedCriticLearner(DDPGLearner):
 
     def _tangent_net(self, K, b) -> tk.TangentNet:
         net = self.net
-        return tk.TangentNet(K, b, net.leak, self._tau, self._last, self._col_lo, self._col_hi)
+        return tk.TangentNet(K, b, net.leak, self._tau, self._last, self._col_lo, self._col_hi,
+                             self._tile_lo, self._tile_hi)
 
     def _forward(self, K, b, V, obs, k: int) -> tk.TangentOut:
         """The greedy step from carried voltages ``V`` with ``k`` tangents per row."""
@@ -114,7 +118,7 @@ class SharedCriticLearner(DDPGLearner):
         # share ||∂a/∂α_O||² to the variance of every hidden neuron's estimate.
         T[:, :, N - self.n_act:] = 0.0
         out = tk.TangentOut(be.empty((ell + 1, B, N)), be.empty((ell, B, N)), be.empty((ell, B, N)),
-                            be.empty((ell, B)), be.empty((k, B, N)))
+                            be.empty((ell, B)), be.empty((k, B, N)), be.empty((k, B, N)))
         u = be.asarray(net.encode(obs))
         self._tangent_face(be.asarray(V), u, T, self._tangent_net(K, b), self.flags, out)
         return T, out

@@ -176,3 +176,26 @@ def test_bench_markdown_table(capsys):
     table = [l for l in lines if l.startswith("|")]
     assert table[0].startswith("| suite | kernel") and table[1].startswith("|---")
     assert {l.split("|")[2].strip() for l in table[2:]} >= {"sgemm", "copy"}
+
+
+def test_bench_credit_rows_run_tiny():
+    """The shared-critic rows: every kernel face beside its composed alternative, and the
+    actor steps and learner updates of both rules beside DDPG's, with consistent ratios (the
+    bench checks each face against the reference before timing; no timed assertions here)."""
+    rows = bench.bench_credit([(20, 9, 2)], repeats=1)
+    got = {(r.kernel, r.backend) for r in rows}
+    want = {("tangent step k=0", "cpu"), ("tangent step k=0", "numpy"), ("tangent step k=1", "cpu"),
+            ("tangent step k=1", "numpy"), ("actor_forward", "numpy"), ("credit update", "cpu"),
+            ("credit update", "numpy"), ("ddpg actor step", "cpu"), ("ddpg learner update", "cpu")}
+    for rule in bench.CREDIT_RULES:
+        for kind in ("actor step", "learner update"):
+            want |= {(f"{rule} {kind}", "cpu"), (f"{rule} {kind}", "numpy")}
+    assert want <= got
+    base = {r.kernel.split()[-1]: r.seconds for r in rows if r.kernel.startswith("ddpg")}
+    for r in rows:
+        assert r.seconds > 0 and r.B == 9 and r.N == 20
+        if r.kernel.endswith(("actor step", "learner update")) and not r.kernel.startswith("ddpg"):
+            assert r.vs_baseline == pytest.approx(base[r.kernel.split()[-1]] / r.seconds)
+            assert r.samples_per_s == pytest.approx(r.B / r.seconds)
+        if r.kernel.startswith(("tangent", "credit")):
+            assert r.gflops > 0 and r.ceiling_fraction > 0 and r.vs_composed > 0
