@@ -15,9 +15,10 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small GEMMs: extra BLAS threads only contend
 
+from leaky.ddpg import RESULTS_OPTIONS  # noqa: E402
 from leaky.train import TrainConfig, train  # noqa: E402
 
-DDPG = {"hidden": [128, 128], "updates_per_step": 4, "learning_starts": 1000, "batch_size": 256}
+DDPG = dict(RESULTS_OPTIONS)   # docs/results.md's DDPG: critic 128-128, 4 updates per step
 LOCAL = {}   # the default rule (docs/results.md)
 
 

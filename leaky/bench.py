@@ -17,6 +17,8 @@ Sub-suites (``leaky bench SUITE …``; default ``ceiling step``):
 * ``train``: env steps/s of the whole training loop (``leaky.train`` on Pendulum-v1) with its
   wall time split into env, act, learn, logging and the rest; the local learner with and
   without a trace, DDPG, and on a GPU the eager and the CUDA-graph local learner.
+* ``solve``: wall time to the first greedy return ≥ −200 on Pendulum-v1 (main job's network and
+  settings), DDPG against the default local learner, seeds 0–2.
 * ``ceiling``: the machine's SGEMM GFLOP/s (n = 2048) and memory-copy GB/s (NumPy; CuPy too
   on a GPU).
 * ``trace``: what writing a trace costs (``leaky.bench_trace``), when that module is present.
@@ -1138,6 +1140,40 @@ def bench_ceiling(repeats: int = 5) -> list[Row]:
 
 
 # ---------------------------------------------------------------------------------------------
+# solve: wall time to the first good greedy return
+# ---------------------------------------------------------------------------------------------
+
+SOLVE_TARGET = -200.0      # Pendulum-v1 greedy return counted as solved
+
+
+def bench_solve(seeds=(0, 1, 2), max_steps: int = 30_000, eval_every: int = 1000,
+                target: float = SOLVE_TARGET) -> list[Row]:
+    """Wall time from the start of ``leaky.train`` to the first greedy evaluation (5 episodes) at
+    or above ``target`` on Pendulum-v1, for DDPG and the default local learner, on the main job's
+    network (layered [3, 64, 64, 1], 8 envs, cpu backend). The time includes the evaluations
+    (about 5 % here) and JIT compilation on a cold cache; rows give the env steps too. A run
+    that never reaches the target reports its whole wall time and says so. The row's ``N`` column
+    holds the env steps run, ``B`` the environments."""
+    from leaky.ddpg import RESULTS_OPTIONS
+    from leaky.train import TrainConfig, train
+
+    rows = []
+    for learner, options in (("ddpg", dict(RESULTS_OPTIONS)), ("local", {})):
+        for seed in seeds:
+            r = train(TrainConfig(env="Pendulum-v1", learner=learner, steps=max_steps, n_envs=8, seed=seed,
+                                  hidden=(64, 64), learner_options=options, eval_every=eval_every,
+                                  eval_episodes=5, progress=False, target_return=target))
+            hit = next((i for i, e in enumerate(r.evaluations) if e["mean"] >= target), None)
+            t = r.eval_wall[hit] if hit is not None else r.wall_seconds
+            note = (f"seed {seed}: {r.evaluations[hit]['mean']:.0f} ≥ {target:.0f} after "
+                    f"{r.evaluations[hit]['step']} env steps" if hit is not None else
+                    f"seed {seed}: not reached in {r.env_steps} env steps (best "
+                    f"{max(e['mean'] for e in r.evaluations):.0f})")
+            rows.append(_row("solve", learner, "cpu", 8, r.env_steps, 3, t, 0.0, 0.0, note=note))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # the command
 # ---------------------------------------------------------------------------------------------
 
@@ -1159,6 +1195,7 @@ SUITES: dict[str, Callable[..., list]] = {
                                         mlp_grid=QUICK_MLP_UPDATE_GRID if args.quick else None)
     + bench_learners(QUICK_TRAIN_GRID if args.quick else None, repeats=3 if args.quick else 7)
     + bench_credit(QUICK_CREDIT_GRID if args.quick else None, repeats=3 if args.quick else 7),
+    "solve": lambda args: bench_solve(seeds=(0,), max_steps=800, eval_every=400) if args.quick else bench_solve(),
     "train": lambda args: bench_loop(800 if args.quick else 8000, hidden=(16, 16) if args.quick else (64, 64)),
     "trace": lambda args: _trace_module().bench_trace(args),
 }

@@ -444,6 +444,11 @@ class DDPGConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+# The settings every comparison in docs/results.md uses (a 128-128 critic: a third of the default
+# 400-300's compute; it solves Pendulum-v1 anyway), also the main job's and `leaky bench solve`'s.
+RESULTS_OPTIONS = {"hidden": (128, 128), "updates_per_step": 4, "learning_starts": 1000, "batch_size": 256}
+
+
 class DDPGLearner:
     """DDPG whose actor is a leaky :class:`~leaky.Network` (trained in place).
 

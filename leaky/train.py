@@ -65,6 +65,8 @@ class TrainConfig:
     learner_options : keyword arguments of the learner's own config dataclass.
     eval_every, eval_episodes : greedy evaluation cadence (env steps) and size; evaluation
         environments are seeded from ``10_000 + seed`` onwards, apart from training seeds.
+    target_return : stop after the first greedy evaluation whose mean reaches it (None: run all
+        ``steps``); ``TrainResult.eval_wall[i]`` says when evaluation i ended.
     """
 
     env: str = "Pendulum-v1"
@@ -89,6 +91,7 @@ class TrainConfig:
     trace_options: dict = field(default_factory=dict)
     progress: bool = True
     check_every: int = 100
+    target_return: float | None = None
 
     def __post_init__(self):
         if self.learner not in LEARNERS:
@@ -116,6 +119,7 @@ class TrainResult:
     update_seconds: float
     updates: int
     metrics: list[dict] = field(default_factory=list)   # learner metrics averaged per eval interval
+    eval_wall: list[float] = field(default_factory=list)  # wall seconds from the start to each evaluation's end
     timing: dict = field(default_factory=dict)          # wall seconds per phase of the loop (Stopwatch)
 
     @property
@@ -361,9 +365,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     metric_sums: dict = {}
     metric_history: list[dict] = []
     t0 = time.perf_counter()
+    eval_wall: list[float] = []
     bar = tqdm(total=iterations * cfg.n_envs, initial=start * cfg.n_envs, disable=not cfg.progress,
                unit="step", desc=f"{cfg.learner} {cfg.env}", dynamic_ncols=True)
-    it = start
+    it = start - 1   # the last iteration run (none yet)
     try:
         for it in range(start, iterations):
             step = it * cfg.n_envs
@@ -417,20 +422,25 @@ def train(cfg: TrainConfig) -> TrainResult:
             if (it + 1) % cfg.check_every == 0:
                 _check_network(net, V, step)
             done_steps = (it + 1) * cfg.n_envs
+            reached = False
             if done_steps // cfg.eval_every > step // cfg.eval_every or it == iterations - 1:
                 with watch("evaluation"):
                     rets = evaluate(net, cfg.env, cfg.eval_episodes, 10_000 + cfg.seed * 1000 + len(evaluations))
                 evaluations.append({"step": done_steps, "mean": float(np.mean(rets)),
                                     "std": float(np.std(rets)), "returns": rets})
+                eval_wall.append(time.perf_counter() - t0)
+                reached = cfg.target_return is not None and evaluations[-1]["mean"] >= cfg.target_return
                 metric_history.append({"step": done_steps, **{k: s / max(n, 1) for k, (s, n) in metric_sums.items()}})
                 metric_sums.clear()
                 if trace is not None:
                     trace.log_training(done_steps, eval_return=float(np.mean(rets)))
             if cfg.checkpoint and (done_steps // cfg.checkpoint_every > step // cfg.checkpoint_every
-                                   or it == iterations - 1):
+                                   or it == iterations - 1 or reached):
                 with watch("checkpoint"):
                     _save(cfg, net, learner, it + 1, evaluations, train_returns)
             bar.update(cfg.n_envs)
+            if reached:
+                break
             if it % 20 == 0:
                 post = {"ret": f"{np.mean(recent):.1f}" if recent else "-"}
                 if evaluations:
@@ -443,10 +453,10 @@ def train(cfg: TrainConfig) -> TrainResult:
             with watch("logging"):
                 trace.close()
     wall = time.perf_counter() - t0
-    return TrainResult(env_steps=iterations * cfg.n_envs, episodes=len(train_returns),
+    return TrainResult(env_steps=(it + 1) * cfg.n_envs, episodes=len(train_returns),
                        train_returns=train_returns, evaluations=evaluations,
                        wall_seconds=wall, update_seconds=update_seconds, updates=updates,
-                       metrics=metric_history, timing=watch.split(wall))
+                       metrics=metric_history, timing=watch.split(wall), eval_wall=eval_wall)
 
 
 def _save(cfg, net, learner, iteration, evaluations, train_returns):
@@ -493,7 +503,7 @@ def run(args) -> int:
                       neurons=args.neurons, delay=args.delay, leak=args.leak,
                       learner_options=_parse_options(args.set), eval_every=args.eval_every,
                       eval_episodes=args.eval_episodes, checkpoint=args.checkpoint, resume=args.resume,
-                      trace=args.trace, progress=not args.no_progress)
+                      trace=args.trace, progress=not args.no_progress, target_return=args.target_return)
     result = train(cfg)
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "env_steps": result.env_steps, "episodes": result.episodes,
@@ -523,6 +533,7 @@ def add_parser(sub) -> None:
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="learner options (JSON values)")
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--target-return", type=float, help="stop after the first greedy evaluation reaching it")
     p.add_argument("--checkpoint", help="checkpoint file (.npz), written atomically")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--trace", help="HDF5 trace file to write")

@@ -199,3 +199,14 @@ def test_bench_credit_rows_run_tiny():
             assert r.samples_per_s == pytest.approx(r.B / r.seconds)
         if r.kernel.startswith(("tangent", "credit")):
             assert r.gflops > 0 and r.ceiling_fraction > 0 and r.vs_composed > 0
+
+
+def test_bench_solve_reports_wall_time_to_the_target(capsys):
+    """The solve rows: one per learner; at a tiny budget the target is not reached, and the row
+    says so with the best return instead of a time to solve."""
+    assert main(["bench", "solve", "--quick", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["kernel"] for r in rows] == ["ddpg", "local"]
+    for r in rows:
+        assert r["suite"] == "solve" and r["seconds"] > 0 and r["N"] == 800
+        assert "not reached in 800 env steps" in r["note"]

@@ -115,3 +115,12 @@ def test_training_writes_a_trace_that_inspect_reads(tmp_path, capsys):
     assert main(["inspect", path, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["episodes"]["count"] == 2 and summary["episodes"]["length"]["mean"] == 200
+
+
+def test_training_stops_at_the_target_return():
+    """A target every evaluation reaches stops the run at the first one, and says when."""
+    r = train(TrainConfig(learner="perturbation", target_return=-1e9, **{**SMALL, "steps": 1600}))
+    assert len(r.evaluations) == 1 and r.env_steps == r.evaluations[0]["step"] == 400
+    assert len(r.eval_wall) == 1 and 0 < r.eval_wall[0] <= r.wall_seconds
+    r = train(TrainConfig(learner="perturbation", target_return=1e9, **{**SMALL, "steps": 800}))
+    assert len(r.evaluations) == 2 and r.env_steps == 800
