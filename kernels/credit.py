@@ -37,6 +37,10 @@ F (N, n_out).
 Cost per call: ``B·Σ_n (col_hi_n − col_lo_n)`` multiply-adds for G (``B·N²`` dense) plus
 ``k·B·N·n_out`` for the rules. Bytes: the voltage slice a neuron reads (shared by all neurons
 through the cache), K and its moments read and written once.
+
+Faces: ``credit_update_reference`` (NumPy float64, the definition), ``credit_update_cpu``
+(numba.njit, tiles of neurons sharing a decision step) and ``credit_update_cuda`` (one launch,
+a block per neuron); docs/kernels.md describes them.
 """
 
 from __future__ import annotations
@@ -238,10 +242,6 @@ def credit_update_composed(xp, batch: CreditBatch, params: CreditParams, top: Cr
             v += (1.0 - sc.beta2) * grad * grad
             theta -= sc.step_size * m / (v ** 0.5 + sc.eps_hat)
     return out
-
-
-def _composed_numpy(batch, params, top, sc, out):
-    return credit_update_composed(np, batch, params, top, sc, out)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,6 +33,10 @@ Vdot (k, B, N) the tangents of the voltages after the last step.
 Cost per call: ``(1 + k)·B·Σ_τ Σ_{n: τ ≤ last_n} (col_hi_n − col_lo_n)`` multiply-adds (dense,
 ``last = ℓ−1``: ``(1+k)·ℓ·B·N²``). Bytes: K once from DRAM, then from cache; Vc, z, y written once;
 T read once and Vdot written once.
+
+Faces: ``tangent_step_reference`` (NumPy float64, the definition), ``tangent_step_cpu``
+(numba.njit, kernels/step.py's register tiles over the primal and the tangents) and
+``tangent_step_cuda`` (one launch for all ℓ steps); docs/kernels.md describes them.
 """
 
 from __future__ import annotations

@@ -34,3 +34,35 @@ def test_cuda_face_matches_reference(case):
     want = run_updates("numpy", *args, steps=steps)
     for g, w in zip(got, want):
         assert_faces_agree(g, w, B, N, k)
+
+
+def test_shared_critic_learner_on_the_cuda_faces():
+    """One whole update of the shared-critic learner (target action: the tangent step with
+    k = 0; actor step: tangent step with k = 1 and the credit update) on the cuda backend in the
+    simulator equals the same learner on the cpu backend: both draw the same float32 numbers
+    (NumPy's generators) and start from the same network, critic and replay."""
+    from leaky.config import NetworkConfig
+    from leaky.local import LocalConfig
+    from leaky.network import Network
+    from leaky.shared_critic import SharedCriticLearner
+
+    B, N = 3, 7
+    cfg = NetworkConfig(n_neurons=N, n_inputs=2, n_outputs=1, delay=2, leak=0.5, seed=0)
+    lcfg = LocalConfig(rule="feedback", batch_size=B, learning_starts=0, replay_size=4 * B, seed=0)
+    rng = np.random.default_rng(0)
+    data = [(rng.standard_normal((B, 2)), rng.uniform(-1, 1, (B, 1)), rng.standard_normal(B),
+             0.3 * rng.standard_normal((B, N))) for _ in range(2)]
+    learners = {}
+    for backend in ("cpu", "cuda"):
+        learner = SharedCriticLearner(Network(cfg, backend=backend), lcfg)
+        for obs, action, reward, V in data:
+            learner.observe(obs, action, reward, obs + 0.01, np.zeros(B, bool), np.zeros(B, bool), V, V)
+        learner.update()
+        learners[backend] = learner
+    cpu, gpu = learners["cpu"], learners["cuda"]
+    assert np.abs(cpu.G).max() > 0
+    np.testing.assert_allclose(gpu.G, cpu.G, rtol=0, atol=1e-5 * max(1.0, np.abs(cpu.G).max()))
+    np.testing.assert_allclose(gpu.F, cpu.F, rtol=0, atol=1e-6)
+    step = 2.0 * lcfg.lr_actor * 1.01      # Adam from zero moments: a near-zero G may flip sign
+    assert np.abs(gpu.net.K - cpu.net.K).max() <= step
+    assert np.abs(cpu.net.K - Network(cfg, backend="cpu").K).max() > 0   # it did learn

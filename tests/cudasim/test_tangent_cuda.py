@@ -21,6 +21,7 @@ CASES = [
     (9, 20, 1, 2, 2, 1, "sparse", 2, 0, False, "random", "random"),      # rb = 4: 3 blocks
     (2, 12, 2, 1, 2, 17, "layered", 0, 0, False, "decision", "decision"),  # 18 stacked rows
     (2, 9, 1, 1, 4, 2, "dense", 0, 0, True, "random", "random"),
+    (1, 6, 1, 1, 2, 64, "dense", 0, 1, False, "full", "decision"),      # 65 stacked rows
 ]
 
 

@@ -140,6 +140,7 @@ def test_cpu_face_matches_reference(shape, topology, activation, inhibition, pul
     (8, 33, 0, 3, "sparse"),
     (19, 100, 1, 2, "dense"),            # 8-row outer tiles and leftover rows
     (40, 130, 17, 3, "dense"),           # k = 17: rows of 18 sources
+    (9, 40, 64, 2, "sparse"),            # k = 64: row blocks of 8 over 65 sources
     (64, 300, 1, 2, "layered"),          # above PARALLEL_MIN_WORK
 ])
 @pytest.mark.parametrize("inhibition", [0, 1])
