@@ -108,3 +108,13 @@ def _fill_normal_kernel(seed, stream, counter, std, out):
 CUDA_KERNELS = [
     (_fill_normal_kernel, ["void(uint32, uint32, int64[::1], float32[::1], float32[::1])"]),
 ]
+
+
+@njit(cache=True)
+def signs_from_bits(words, out):
+    """``out[i] = +1`` if bit ``i % 64`` of ``words[i // 64]`` is set, else −1 (Rademacher
+    values from raw generator output: 64 values per 64-bit word)."""
+    one = out.dtype.type(1)
+    for i in range(out.shape[0]):
+        bit = (words[i >> 6] >> np.uint64(i & 63)) & np.uint64(1)
+        out[i] = one if bit else -one

@@ -90,6 +90,14 @@ class Generator:
     def integers(self, high, size):
         return self._rng.integers(0, high, size=size)
 
+    def rademacher(self, size):
+        """±1 with probability ½ each (backend dtype): one random bit per value."""
+        if self.backend.on_gpu:
+            return self._rng.integers(0, 2, size=size).astype(self.backend.dtype) * 2 - 1
+        n = int(np.prod(size))
+        words = self._rng.bit_generator.random_raw((n + 63) // 64).astype(np.uint64)
+        return _signs(words, n, self.backend.dtype.type(1)).reshape(size)
+
 
 def get_backend(name: str = "auto") -> Backend:
     """The :class:`Backend` called ``name`` (``numpy``, ``cpu``, ``cuda`` or ``auto``)."""
@@ -120,3 +128,11 @@ def to_numpy(x):
     if hasattr(x, "get") and not isinstance(x, np.ndarray):
         return x.get()
     return np.asarray(x)
+
+
+def _signs(words, n, one):
+    from leaky.kernels.noise import signs_from_bits
+
+    out = np.empty(n, dtype=type(one))
+    signs_from_bits(words, out)
+    return out

@@ -59,6 +59,7 @@ RULE_DEFAULTS = {
                 "family": "linear", "clock": "internal", "view": "presynaptic"},
 }
 LITERAL_FIXED = ("family", "clock", "view")
+TANGENT_DISTS = ("normal", "rademacher")   # the tangents' distribution: both have E[ξξᵀ] = I
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class LocalConfig(ValueOptions):
     critic_hidden: tuple = (128, 128)
     shuffle_credit: bool = False
     align_every: int = 0
+    tangent_dist: str = "normal"
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -141,6 +143,9 @@ class LocalConfig(ValueOptions):
             if int(self.tangents) != self.tangents or (self.rule != "dfa" and self.tangents < 1):
                 raise ConfigError(f"LocalConfig.tangents: got {self.tangents!r}, expected a positive int "
                                   f"(rule={self.rule!r} scores activity tangents)")
+            if self.tangent_dist not in TANGENT_DISTS:
+                raise ConfigError(f"LocalConfig.tangent_dist: got {self.tangent_dist!r}, expected one of "
+                                  f"{list(TANGENT_DISTS)}")
             if not self.critic_hidden or min(self.critic_hidden) < 1:
                 raise ConfigError(f"LocalConfig.critic_hidden: got {self.critic_hidden!r}, expected one or "
                                   "more positive widths")

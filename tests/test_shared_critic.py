@@ -72,6 +72,18 @@ def test_perturb_estimate_converges_to_the_decision_step_gradient(name, rng):
     np.testing.assert_allclose(learner.G[outputs], G_ref[outputs], rtol=1e-10, atol=1e-12)
 
 
+def test_rademacher_tangents_estimate_the_same_gradient(rng):
+    """±1 tangents have E[ξξᵀ] = I too: the same mean, so the same cosine bound holds."""
+    cfg, space = ACTOR_CASES["dense_leak_ell3"]
+    learner, batch = _learner(cfg, rng, space, rule="perturb", tangents=4096, tangent_dist="rademacher")
+    learner.actor_step(batch)
+    G_ref, Gb_ref, _ = _decision_step_gradient(learner, batch)
+    agents = slice(cfg.n_inputs, cfg.n_neurons)
+    assert _cos(learner.G[agents], G_ref[agents]) > 0.99
+    with pytest.raises(ConfigError, match="tangent_dist"):
+        LocalConfig(tangent_dist="uniform")
+
+
 def test_perturb_estimate_matches_bptt_on_a_layered_network(rng):
     """On a layered MLP (λ = 1, clamp, ℓ = layers) the decision-step gradient IS BPTT's ∂/∂K, so
     the perturb estimate at k = 4096 points along actor_backward's gradient (cosine > 0.99)."""
