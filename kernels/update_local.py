@@ -59,6 +59,7 @@ except ImportError:  # pragma: no cover
 from leaky.errors import ConfigError
 from leaky.kernels.scalar import FASTMATH as _FAST
 from leaky.kernels.scalar import compiled
+from leaky.kernels.scalar import fmuladd as _fma
 from leaky.kernels.scalar import stack_empty as _stack_empty
 from leaky.kernels.scalar import tanh32 as _tanh32
 from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
@@ -530,14 +531,14 @@ def _outer_nn(A, s0, P, L, out):
         w = P[m]
         for j in range(32):
             k = w[j]
-            acc[0, j] += x0 * k
-            acc[1, j] += x1 * k
-            acc[2, j] += x2 * k
-            acc[3, j] += x3 * k
-            acc[4, j] += x4 * k
-            acc[5, j] += x5 * k
-            acc[6, j] += x6 * k
-            acc[7, j] += x7 * k
+            acc[0, j] = _fma(x0, k, acc[0, j])
+            acc[1, j] = _fma(x1, k, acc[1, j])
+            acc[2, j] = _fma(x2, k, acc[2, j])
+            acc[3, j] = _fma(x3, k, acc[3, j])
+            acc[4, j] = _fma(x4, k, acc[4, j])
+            acc[5, j] = _fma(x5, k, acc[5, j])
+            acc[6, j] = _fma(x6, k, acc[6, j])
+            acc[7, j] = _fma(x7, k, acc[7, j])
     for r in range(8):
         o = out[s0 + r]
         for j in range(32):
@@ -564,14 +565,14 @@ def _outer_tn(E, c0, A, r0, m0, S, out, o0):
         a = A[r0 + s, m0:m0 + 32]
         for j in range(32):
             k = a[j]
-            acc[0, j] += e0 * k
-            acc[1, j] += e1 * k
-            acc[2, j] += e2 * k
-            acc[3, j] += e3 * k
-            acc[4, j] += e4 * k
-            acc[5, j] += e5 * k
-            acc[6, j] += e6 * k
-            acc[7, j] += e7 * k
+            acc[0, j] = _fma(e0, k, acc[0, j])
+            acc[1, j] = _fma(e1, k, acc[1, j])
+            acc[2, j] = _fma(e2, k, acc[2, j])
+            acc[3, j] = _fma(e3, k, acc[3, j])
+            acc[4, j] = _fma(e4, k, acc[4, j])
+            acc[5, j] = _fma(e5, k, acc[5, j])
+            acc[6, j] = _fma(e6, k, acc[6, j])
+            acc[7, j] = _fma(e7, k, acc[7, j])
     for r in range(8):
         o = out[c0 + r, o0:o0 + 32]
         for j in range(32):
@@ -593,14 +594,14 @@ def _outer_nn8(A, s0, P, L, out):
         w = P[m]
         for j in range(8):
             k = w[j]
-            acc[0, j] += x0 * k
-            acc[1, j] += x1 * k
-            acc[2, j] += x2 * k
-            acc[3, j] += x3 * k
-            acc[4, j] += x4 * k
-            acc[5, j] += x5 * k
-            acc[6, j] += x6 * k
-            acc[7, j] += x7 * k
+            acc[0, j] = _fma(x0, k, acc[0, j])
+            acc[1, j] = _fma(x1, k, acc[1, j])
+            acc[2, j] = _fma(x2, k, acc[2, j])
+            acc[3, j] = _fma(x3, k, acc[3, j])
+            acc[4, j] = _fma(x4, k, acc[4, j])
+            acc[5, j] = _fma(x5, k, acc[5, j])
+            acc[6, j] = _fma(x6, k, acc[6, j])
+            acc[7, j] = _fma(x7, k, acc[7, j])
     for r in range(8):
         o = out[s0 + r]
         for j in range(8):
