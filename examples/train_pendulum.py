@@ -11,11 +11,8 @@ found so far (docs/results.md); what they reach is reported there, over seeds, h
 """
 
 import argparse
-import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small GEMMs: extra BLAS threads only contend
-
-from leaky.train import TrainConfig, train  # noqa: E402
+from leaky.train import TrainConfig, train  # holds BLAS to one thread: leaky/threads.py
 
 DDPG = {"hidden": [128, 128], "updates_per_step": 4, "learning_starts": 1000, "batch_size": 256}
 LOCAL = {"lr_actor": 1e-4}   # local_best of docs/results.md

@@ -52,11 +52,12 @@ def tasks(spec: dict) -> list[dict]:
 
 def run_task(task: dict) -> dict:
     """One training run; returns its JSON record (never raises: errors are recorded)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from leaky.threads import blas_threads
     from leaky.train import TrainConfig, train
 
     t0 = time.time()
-    record = {"variant": task["variant"], "seed": task["seed"], "config": task["config"]}
+    record = {"variant": task["variant"], "seed": task["seed"], "config": task["config"],
+              "blas_threads": blas_threads()}   # set when this worker imported leaky
     try:
         cfg = TrainConfig(**{k: tuple(v) if k == "hidden" else v for k, v in task["config"].items()})
         result = train(cfg)
