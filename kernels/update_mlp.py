@@ -291,6 +291,53 @@ def _backward_np(row, h1, h2, N, H):
     return g1, g2
 
 
+def critic_values(tr, tau, mask, theta, theta_bar, n_inputs, activation, view, xp):
+    """Every neuron's critic value ``Q_n(x, α)`` and TD error ``δ = r + cont·Q̄_n(x', μ_n(x'))
+    − Q_n(x, α)`` on its transition of each batch row, with the critics before the update
+    (the record of ``leaky.local``; the slice of neuron n is ``update_local.record_slices``).
+
+    Parameters
+    ----------
+    tr : ``update_local.Transitions`` (T, B, N)
+    tau, mask, theta, theta_bar, n_inputs, activation : as :func:`update_mlp_reference`
+    view : {"all", "presynaptic"}
+    xp : the arrays' module (NumPy or CuPy)
+
+    Returns
+    -------
+    q, td : (B, N) arrays of the transitions' dtype; NaN in the sensor columns.
+    """
+    from leaky.kernels.update_local import record_slices
+
+    T, B, N = tr.V.shape
+    H = mlp_hidden(N, theta.shape[1])
+    dt = tr.V.dtype
+    q = xp.full((B, N), np.nan, dtype=dt)
+    td = xp.full((B, N), np.nan, dtype=dt)
+    act = {0: xp.tanh, 1: lambda v: xp.maximum(v, 0), 2: lambda v: v}[int(activation)]
+    slices = record_slices(tau, T)
+    agents = np.arange(int(n_inputs), N)
+
+    def forward(rows, X, a, feat):
+        """Q of critics ``rows`` (k, P) at features X (B, N) masked per critic, actions a (B, k)."""
+        p = unpack_mlp(rows, H)
+        W1 = p["W1"]
+        h1 = xp.tanh(xp.einsum("bj,khj->bkh", X, W1[:, :, :N] * feat[:, None, :])
+                     + W1[:, :, N][None] * a[:, :, None] + p["b1"][None])
+        h2 = xp.tanh(xp.einsum("bkj,khj->bkh", h1, p["W2"]) + p["b2"][None])
+        return xp.einsum("bkh,kh->bk", h2, p["w3"]) + p["b3"][None]
+
+    for t in np.unique(slices[agents]):
+        idx_np = agents[slices[agents] == t]
+        idx = xp.asarray(idx_np)
+        feat = ((mask[idx] != 0) if view == "presynaptic" else xp.ones((idx_np.size, N), bool)).astype(dt)
+        Q = forward(theta[idx].astype(dt), tr.V[t], tr.alpha[t][:, idx], feat)
+        Qbar = forward(theta_bar[idx].astype(dt), tr.V_next[t], act(tr.y_next[t][:, idx]), feat)
+        q[:, idx] = Q
+        td[:, idx] = tr.reward[t][:, None] + tr.cont[t][:, None] * Qbar - Q
+    return q, td
+
+
 def update_mlp_reference(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias,
                          theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step):
     """Definition of the fused MLP-critic update, in float64; updates the arrays in place.

@@ -43,6 +43,7 @@ from leaky.errors import ConfigError, DivergenceError, InputError
 from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS
 from leaky.network import Network
 from leaky.optim import Adam
+from leaky.records import CriticRecord, broadcast_to_agents
 from leaky.replay import ReplayBuffer
 
 # ---------------------------------------------------------------------------------------------
@@ -498,6 +499,9 @@ class DDPGLearner:
         self._sample_rng = xp.random.default_rng(_int_seed(sample_seed))
         self._ou = None  # (B, d_act) OU state, made at the first exploring act
         self.n_updates = 0
+        self.record_critic = False   # observe() records Q(s, a) and δ for the trace
+        self.last_cache = None       # the last act's StepCache (the trace's voltages="all")
+        self._critic_record = None
 
     @property
     def xp(self):
@@ -526,7 +530,7 @@ class DDPGLearner:
         V_next : (B, N) voltages to carry into the next step (greedy forward, noise-free)
         action : (B, d_act) backend array (``leaky.to_numpy`` before ``env.step``)
         """
-        V_next, action, _ = self.net.step(V, obs)
+        V_next, action, self.last_cache = self.net.step(V, obs)
         if not explore:
             return V_next, action
         xp, dtype = self.xp, self.backend.dtype
@@ -571,10 +575,39 @@ class DDPGLearner:
                              f"{truncated_np.shape} entries, expected ({B},)")
         self.buffer.add(obs, action, reward, next_obs, terminated_np.astype(np.float64),
                         V_start, V_next_start)
+        if self.record_critic:
+            q, td = self.critic_values(obs, action, reward, next_obs, terminated_np, V_next_start)
+            self._critic_record = CriticRecord(self.critic_lag, broadcast_to_agents(q, self.n_obs, self.N, self.xp),
+                                               broadcast_to_agents(td, self.n_obs, self.N, self.xp))
         if self._ou is not None and self._ou.shape[0] == B:
             done = terminated_np | truncated_np
             if done.any():
                 self._ou[be.asarray(np.flatnonzero(done), dtype=np.int64)] = 0.0
+
+    # -- the trace's critic record (leaky.records) -------------------------------------------
+
+    critic_lag = 0   # observe() records the transition it stores, at the step it happens
+
+    def critic_values(self, obs, action, reward, next_obs, terminated, V_next_start):
+        """``Q(s, a)`` and the TD error ``δ = r + γ(1 − terminated)·Q'(s', μ'(V', s')) − Q(s, a)``
+        of B transitions, with the critic and the targets as they are now (before the updates
+        of this step): (B,) each. What a trace stores for every agent neuron, since one critic
+        judges the whole network's action."""
+        be, xp, cfg = self.backend, self.xp, self.cfg
+        obs, next_obs = be.asarray(obs), be.asarray(next_obs)
+        action, reward = be.asarray(action), be.asarray(reward)
+        term = be.asarray(np.asarray(to_numpy(terminated), dtype=np.float64).reshape(-1))
+        next_tape = actor_forward(self.actor_params(target=True), be.asarray(V_next_start),
+                                  self.net.encode(next_obs), ell=self.net.delay, xp=xp, **self._flags)
+        q_next, _ = self.critic_target.forward(next_obs, next_tape.action)
+        q, _ = self.critic.forward(obs, action)
+        return q, reward + cfg.gamma * (1.0 - term) * q_next - q
+
+    def critic_record(self):
+        """The :class:`~leaky.records.CriticRecord` of the last :meth:`observe` (None without
+        ``record_critic``), then forgotten."""
+        record, self._critic_record = self._critic_record, None
+        return record
 
     # -- learning ---------------------------------------------------------------------------
 

@@ -148,12 +148,33 @@ class LocalLearner(OnlineLearner):
         cfg = self.cfg
         batch = ul.build_transitions(tr.cache, tr.next_cache, tr.reward, tr.terminated, cfg.gamma,
                                      cfg.clock, self.xp)
+        if self.record_critic:
+            self._record(*self.critic_values(batch))
         if self.buffer is not None:
             self.buffer.add(batch)
             if len(self.buffer) < max(cfg.learning_starts, cfg.batch_size):
                 return {}
             batch = self.buffer.sample(cfg.batch_size, self.rng)
         return self._update(batch)
+
+    def critic_values(self, tr: ul.Transitions):
+        """``(q_local, td_error)`` (B, N): each neuron's critic value and TD error on its
+        transition of ``tr`` (B environments), with the critic as it is now, before the update
+        that learns from ``tr`` (``kernels.update_local.critic_values``; the MLP family's in
+        ``kernels.update_mlp``). Rewards are scaled by ``reward_scale`` as the update scales them."""
+        cfg, net = self.cfg, self.net
+        if cfg.reward_scale != 1.0:
+            tr = tr._replace(reward=tr.reward * cfg.reward_scale)
+        if cfg.family == "mlp":
+            from leaky.kernels import update_mlp as um
+
+            return um.critic_values(tr, self.tau, net.mask, self.theta, self.theta_bar,
+                                    net.config.n_inputs, self.activation, cfg.view, self.xp)
+        delta = None
+        if self.value is not None:
+            delta = tr.reward + tr.cont * self.value(tr.V_next) - self.value(tr.V)
+        return ul.critic_values(tr, delta, self.tau, net.mask, self.theta, self.theta_bar,
+                                net.config.n_inputs, self.activation, self.ucfg, self.xp)
 
     def learn_again(self) -> dict:
         if self.buffer is None or len(self.buffer) < max(self.cfg.learning_starts, self.cfg.batch_size):

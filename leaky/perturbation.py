@@ -24,6 +24,7 @@ import numpy as np
 from leaky.errors import ConfigError
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
+from leaky.records import broadcast_to_agents
 from leaky.value import SharedValue, ValueOptions
 
 
@@ -64,7 +65,11 @@ class PerturbationLearner(OnlineLearner):
     def learn(self, tr: Transition) -> dict:
         xp, cfg, net = self.xp, self.cfg, self.net
         x, x_next = tr.cache.V[0], tr.next_cache.V[0]
+        value = self.value(x) if self.record_critic else None
         delta = self.value.td(x, x_next, tr.reward, cfg.gamma * (1.0 - tr.terminated))
+        if value is not None:   # one shared value: every agent neuron gets v(x) and δ
+            n_in, N = net.config.n_inputs, net.n_neurons
+            self._record(broadcast_to_agents(value, n_in, N, xp), broadcast_to_agents(delta, n_in, N, xp))
         B = x.shape[0]
         scale = cfg.lr / (B * cfg.noise_std ** 2)
         for tau, idx in self.groups:

@@ -10,8 +10,8 @@ The loop (``train(cfg)``), once per vectorized environment step::
     learner.update()                                       # one update (after learning_starts)
     V = V_end, zeroed for environments whose episode ended
 
-Every learner implements ``act``, ``observe``, ``update``, ``state_dict`` and
-``load_state_dict`` (see :class:`Learner`). A CPU run repeats exactly for a seed. Checkpoints
+Every learner implements ``act``, ``observe``, ``update``, ``state_dict``, ``load_state_dict``
+and ``critic_record`` (see :class:`Learner`). A CPU run repeats exactly for a seed. Checkpoints
 are written to a temporary file and renamed; ``resume=True`` continues from the last one
 (weights, optimiser state, replay contents, counters and RNG state; the environments start
 fresh episodes, seeded from the resume step).
@@ -39,6 +39,12 @@ LEARNERS = ("local", "ddpg", "perturbation")
 
 
 class Learner(Protocol):
+    """What ``train`` calls. ``record_critic``/``critic_record``: the per-neuron critic data of
+    the trace (:mod:`leaky.records`); a learner without them leaves NaN there."""
+
+    record_critic: bool
+    critic_lag: int
+
     def act(self, V, obs, explore: bool): ...
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated, V_start, V_end): ...
@@ -48,6 +54,8 @@ class Learner(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+    def critic_record(self): ...
 
 
 @dataclass(frozen=True)
@@ -356,6 +364,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         train_returns = list(state["loop"]["train_returns"])
 
     trace = _open_trace(cfg, net, envs) if cfg.trace else None
+    rows = _TraceRows(trace, learner) if trace is not None else None
     updates_per_step = int(getattr(getattr(learner, "cfg", None), "updates_per_step", 1))
     obs, _ = envs.reset(seed=cfg.seed + start)
     V = net.reset(cfg.n_envs)
@@ -402,9 +411,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             if trace is not None:
                 with watch("logging"):
                     noise = getattr(learner, "last_noise", None)
-                    trace.log_step(obs=obs, actions=act_np, rewards=reward, terminations=term, truncations=trunc,
-                                   next_obs=final_obs, voltages=V_end,
-                                   noise=None if noise is None else noise[-1])
+                    cache = getattr(learner, "last_cache", None)
+                    rows.add(dict(obs=obs, actions=act_np, rewards=np.array(reward), terminations=np.array(term),
+                                  truncations=np.array(trunc), next_obs=final_obs,
+                                  voltages=V_end if cache is None else cache.V,
+                                  noise=None if noise is None else noise[-1]), learner)
                     if trace.weights_due(step):
                         trace.log_weights(step, to_numpy(net.K), to_numpy(net.b))
                     if metrics and it % 10 == 0:
@@ -446,7 +457,10 @@ def train(cfg: TrainConfig) -> TrainResult:
         envs.close()
         if trace is not None:
             with watch("logging"):
-                trace.close()
+                try:
+                    rows.flush()       # the rows still waiting for their critic record
+                finally:
+                    trace.close()
     wall = time.perf_counter() - t0
     return TrainResult(env_steps=iterations * cfg.n_envs, episodes=len(train_returns),
                        train_returns=train_returns, evaluations=evaluations,
@@ -461,6 +475,38 @@ def _save(cfg, net, learner, iteration, evaluations, train_returns):
         "loop": {"iteration": iteration, "evaluations": evaluations, "train_returns": train_returns,
                  "config": json.dumps(cfg.to_dict())},
     })
+
+
+class _TraceRows:
+    """Trace rows held until the learner's critic record of their transition arrives.
+
+    A learner records the transition it learns from (:mod:`leaky.records`): DDPG the one it
+    just stored (``critic_lag = 0``), the local and perturbation learners the previous step's,
+    learned one step late (``critic_lag = 1``). So row t is written when step t + lag has run,
+    with ``q_local`` and ``td_error`` of transition t; rows left at the end (the last step's,
+    whose transition is never learned) are written with NaN there.
+    """
+
+    def __init__(self, trace, learner):
+        self.trace = trace
+        self.lag = int(getattr(learner, "critic_lag", 0))
+        self.records = hasattr(learner, "critic_record")
+        if self.records:
+            learner.record_critic = True
+        self.pending: deque = deque()
+
+    def add(self, row: dict, learner) -> None:
+        self.pending.append(row)
+        record = learner.critic_record() if self.records else None
+        if record is not None and len(self.pending) > record.lag:
+            target = self.pending[-1 - record.lag]
+            target["q_local"], target["td_error"] = record.q_local, record.td_error
+        while len(self.pending) > self.lag:
+            self.trace.log_step(**self.pending.popleft())
+
+    def flush(self) -> None:
+        while self.pending:
+            self.trace.log_step(**self.pending.popleft())
 
 
 def _open_trace(cfg, net, envs):
