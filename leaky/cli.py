@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one sub-command; returns its exit code.
+
+    Exit codes: 0 done; 2 a bad argument, input or file (one line on stderr, ``leaky CMD:
+    error: …``, naming what was wrong and what was expected; no traceback); 141 (128 + SIGPIPE)
+    when the reader of our output went away (``leaky inspect run.h5 | head``), silently, as a
+    C tool killed by SIGPIPE; anything else is a bug in leaky and raises.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     from leaky.errors import LeakyError
@@ -42,6 +49,26 @@ def main(argv=None) -> int:
     except LeakyError as e:
         print(f"leaky {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+    except OSError as e:        # a file the user named cannot be read or written
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"leaky {args.command}: error: cannot use{where} ({e.strerror or e}); expected a "
+              f"readable input and a writable output", file=sys.stderr)
+        return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of a closed pipe does
+    not print 'Exception ignored … BrokenPipeError' (Python's documented recipe)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS
 from leaky.network import Network
 from leaky.optim import Adam
 from leaky.records import CriticRecord, broadcast_to_agents
+from leaky.validate import Choice, Int, Ints, Real, check_fields
 from leaky.replay import ReplayBuffer
 
 # ---------------------------------------------------------------------------------------------
@@ -413,36 +414,25 @@ class DDPGConfig:
     seed: int = 0
 
     def __post_init__(self):
-        def fail(name, expected):
-            raise ConfigError(f"DDPGConfig.{name}: got {getattr(self, name)!r}, "
-                              f"expected {expected}")
-
-        if not 0.0 <= self.gamma <= 1.0:
-            fail("gamma", "a value in [0, 1]")
-        if not 0.0 < self.tau <= 1.0:
-            fail("tau", "a value in (0, 1]")
-        for name in ("actor_lr", "critic_lr"):
-            if not (getattr(self, name) > 0 and np.isfinite(getattr(self, name))):
-                fail(name, "a finite value > 0")
-        for name in ("batch_size", "buffer_size", "updates_per_step", "policy_delay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                fail(name, "a positive int")
-        if isinstance(self.learning_starts, bool) or self.learning_starts < 0:
-            fail("learning_starts", "an int >= 0")
-        if self.noise not in NOISES:
-            fail("noise", f"one of {list(NOISES)}")
-        if not (self.noise_std >= 0 and np.isfinite(self.noise_std)):
-            fail("noise_std", "a finite value >= 0")
+        check_fields(self, DDPG_RULES)
         if not 0.0 < self.ou_theta * self.ou_dt <= 1.0:
-            fail("ou_theta", "ou_theta·ou_dt in (0, 1]")
-        hidden = tuple(int(h) for h in self.hidden)
-        if not hidden or min(hidden) < 1:
-            fail("hidden", "one or more positive widths")
-        object.__setattr__(self, "hidden", hidden)
+            raise ConfigError(f"DDPGConfig.ou_theta: got {self.ou_theta!r} with ou_dt = {self.ou_dt!r}, "
+                              "expected ou_theta·ou_dt in (0, 1]")
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# One rule per field of DDPGConfig (leaky/validate.py); a subclass's config adds its own.
+DDPG_RULES = {
+    "gamma": Real(0.0, 1.0), "tau": Real(0.0, 1.0, low_open=True),
+    "actor_lr": Real(low=0.0, low_open=True), "critic_lr": Real(low=0.0, low_open=True),
+    "batch_size": Int(low=1), "buffer_size": Int(low=1), "noise": Choice(NOISES),
+    "noise_std": Real(low=0.0), "ou_theta": Real(low=0.0, low_open=True),
+    "ou_dt": Real(low=0.0, low_open=True), "learning_starts": Int(low=0),
+    "updates_per_step": Int(low=1), "policy_delay": Int(low=1), "hidden": Ints(low=1, min_len=1),
+    "seed": Int(low=0),
+}
 
 
 class DDPGLearner:

@@ -39,7 +39,8 @@ from leaky.kernels import update_local as ul
 from leaky.kernels.scalar import ACTIVATIONS
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
-from leaky.value import SharedValue, ValueOptions
+from leaky.validate import Bool, Choice, Int, Real, check_fields
+from leaky.value import VALUE_RULES, SharedValue, ValueOptions
 
 FAMILIES = ("advantage", "linear", "mlp")
 DATA = ("online", "replay")
@@ -72,20 +73,10 @@ class LocalConfig(ValueOptions):
     seed: int = 0
 
     def __post_init__(self):
-        choices = {"family": FAMILIES, "clock": ul.CLOCKS, "data": DATA, "actor_neurons": ("all", "outputs"),
-                   "view": tuple(ul.VIEWS), "baseline": tuple(ul.BASELINES), "optimizer": tuple(ul.OPTIMIZERS)}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected one of {list(allowed)}")
-        self.value_config()  # validates the value options
+        check_fields(self, LOCAL_RULES)
         if self.family == "mlp" and self.baseline == "dopamine":
             raise ConfigError("LocalConfig: family='mlp' has its own critics only; expected baseline='own' "
                               "(the dopamine baseline is for the advantage and linear families)")
-        for name in ("noise_std",):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected > 0")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"LocalConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
         if self.updates_per_step > 1 and self.data != "replay":
             raise ConfigError(f"LocalConfig.updates_per_step: got {self.updates_per_step}, expected 1 with "
                               "data='online' (each transition is used once; use data='replay')")
@@ -96,14 +87,25 @@ class LocalConfig(ValueOptions):
                 if getattr(self, name) not in allowed:
                     raise ConfigError(f"LocalConfig.graph=True: {name}={getattr(self, name)!r} is not captured; "
                                       f"expected {name} in {list(allowed)} (or graph=False)")
-        for name in ("n_features", "mlp_hidden", "replay_size", "batch_size", "updates_per_step"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
 
     def update_config(self) -> ul.UpdateConfig:
         return ul.UpdateConfig(family=self.family, view=self.view,
                                baseline=self.baseline, optimizer=self.optimizer, lr_critic=self.lr_critic,
                                lr_actor=self.lr_actor, tau_soft=self.tau_soft)
+
+
+# One rule per field of LocalConfig (leaky/validate.py); a new field needs its rule here.
+LOCAL_RULES = {
+    **VALUE_RULES,
+    "family": Choice(FAMILIES), "clock": Choice(ul.CLOCKS), "view": Choice(ul.VIEWS),
+    "baseline": Choice(ul.BASELINES), "data": Choice(DATA), "optimizer": Choice(ul.OPTIMIZERS),
+    "lr_critic": Real(low=0.0), "lr_actor": Real(low=0.0), "tau_soft": Real(0.0, 1.0),
+    "gamma": Real(0.0, 1.0), "noise_std": Real(low=0.0, low_open=True),
+    "hidden_noise_scale": Real(low=0.0), "reward_scale": Real(low=0.0, low_open=True),
+    "mlp_hidden": Int(low=1), "replay_size": Int(low=1), "batch_size": Int(low=1),
+    "learning_starts": Int(low=0), "updates_per_step": Int(low=1),
+    "actor_neurons": Choice(("all", "outputs")), "graph": Bool(), "seed": Int(low=0),
+}
 
 
 class LocalLearner(OnlineLearner):

@@ -25,7 +25,8 @@ from leaky.errors import ConfigError
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
 from leaky.records import broadcast_to_agents
-from leaky.value import SharedValue, ValueOptions
+from leaky.validate import Int, Real, check_fields
+from leaky.value import VALUE_RULES, SharedValue, ValueOptions
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,16 @@ class PerturbationConfig(ValueOptions):
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("lr", "value_lr", "noise_std"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"PerturbationConfig.{name}: got {getattr(self, name)!r}, expected > 0")
-        self.value_config()
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"PerturbationConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
+        check_fields(self, PERTURBATION_RULES)
 
 
+# One rule per field of PerturbationConfig (leaky/validate.py).
+PERTURBATION_RULES = {
+    **VALUE_RULES,
+    "lr": Real(low=0.0, low_open=True), "value_lr": Real(low=0.0, low_open=True),
+    "gamma": Real(0.0, 1.0), "noise_std": Real(low=0.0, low_open=True),
+    "max_grad_norm": Real(low=0.0), "seed": Int(low=0),
+}
 
 
 class PerturbationLearner(OnlineLearner):

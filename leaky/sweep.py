@@ -88,7 +88,7 @@ def run_sweep(spec: dict, out: str, workers: int = 1, use_ray: bool = False, res
             bar.set_postfix_str(f"{rec['variant']} seed {rec['seed']}: {rec.get('final', rec.get('error'))}")
 
         if use_ray:
-            import ray
+            ray = _import_ray()
 
             ray.init(ignore_reinit_error=True)
             remote = ray.remote(run_task)
@@ -106,9 +106,31 @@ def run_sweep(spec: dict, out: str, workers: int = 1, use_ray: bool = False, res
     return records
 
 
+def _import_ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError(f"sweep --ray: Ray cannot be imported ({e}); expected it installed: "
+                          "pip install 'leaky[ray]' (or run without --ray, on --workers)") from None
+    return ray
+
+
 def read_records(path: str) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of a results file (one JSON object per line)."""
+    try:
+        with open(path) as f:
+            lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
+    except OSError as e:
+        raise ConfigError(f"sweep results {path!r}: cannot be read ({e.strerror or e}); expected a "
+                          "JSON-lines file written by leaky sweep --out") from None
+    records = []
+    for i, line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"sweep results {path!r}, line {i}: not JSON ({e.msg}); expected one "
+                              "record per line, as leaky sweep --out writes") from None
+    return records
 
 
 def summarise(records: list[dict]) -> dict:
@@ -169,8 +191,13 @@ def report(path: str, png: str | None = None, title: str = "") -> str:
 
 def run(args) -> int:
     if args.report:
+        if not os.path.isfile(args.report):
+            raise ConfigError(f"sweep --report: got {args.report!r}, which is not a file; expected a "
+                              "results file written by leaky sweep --out")
         print(report(args.report, args.png, args.title or ""))
         return 0
+    if args.ray:
+        _import_ray()          # before the results file is touched
     if not args.spec or not args.out:
         raise ConfigError("sweep: expected SPEC and --out (or --report FILE)")
     spec = load_spec(args.spec)

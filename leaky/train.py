@@ -33,7 +33,9 @@ import numpy as np
 from leaky.backend import get_backend, to_numpy
 from leaky.config import NetworkConfig
 from leaky.errors import ConfigError, DivergenceError, InputError
+from leaky.kernels.scalar import ACTIVATIONS
 from leaky.network import Network
+from leaky.validate import Bool, Choice, Dict, Int, Ints, Optional, Real, Text, check_fields, show
 
 LEARNERS = ("local", "ddpg", "perturbation")
 
@@ -99,17 +101,32 @@ class TrainConfig:
     check_every: int = 100
 
     def __post_init__(self):
-        if self.learner not in LEARNERS:
-            raise ConfigError(f"TrainConfig.learner: got {self.learner!r}, expected one of {list(LEARNERS)}")
-        for name in ("steps", "n_envs", "eval_episodes", "check_every"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"TrainConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
-        if self.topology not in ("layered", "dense", "sparse"):
-            raise ConfigError(f"TrainConfig.topology: got {self.topology!r}, expected layered, dense or sparse")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        check_fields(self, TRAIN_RULES)
+        learner_config(self)   # the learner's options are checked now, before anything runs
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+BACKENDS = ("auto", "numpy", "cpu", "cuda")
+TOPOLOGIES = ("layered", "dense", "sparse")
+
+# One rule per field of TrainConfig (leaky/validate.py).
+TRAIN_RULES = {
+    "env": Text(), "learner": Choice(LEARNERS), "steps": Int(low=1), "n_envs": Int(low=1),
+    "seed": Int(low=0), "backend": Choice(BACKENDS), "hidden": Ints(low=1),
+    "topology": Choice(TOPOLOGIES), "neurons": Int(low=1), "delay": Int(low=1),
+    "leak": Real(0.0, 1.0, low_open=True), "activation": Choice(tuple(ACTIVATIONS)),
+    "learner_options": Dict(), "eval_every": Int(low=1), "eval_episodes": Int(low=1),
+    "checkpoint": Optional(Text()), "checkpoint_every": Int(low=1), "resume": Bool(),
+    "trace": Optional(Text()), "trace_options": Dict(), "progress": Bool(), "check_every": Int(low=1),
+}
+
+# the command-line flag of each TrainConfig field (error messages name the flag a user typed)
+FLAGS = {"env": "--env", "learner": "--learner", "steps": "--steps", "n_envs": "--envs",
+         "seed": "--seed", "backend": "--backend", "hidden": "--hidden", "topology": "--topology",
+         "neurons": "--neurons", "delay": "--delay", "leak": "--leak", "eval_every": "--eval-every",
+         "eval_episodes": "--eval-episodes", "checkpoint": "--checkpoint", "trace": "--trace"}
 
 
 @dataclass
@@ -220,25 +237,37 @@ def build_network(cfg: TrainConfig, obs_space, act_space) -> Network:
     return Network(net_cfg, backend=cfg.backend, observation_space=obs_space, action_space=act_space)
 
 
-def make_learner(cfg: TrainConfig, net: Network) -> Learner:
+def learner_config(cfg: TrainConfig):
+    """The learner's config dataclass made from ``cfg.learner_options`` (seed: ``cfg.seed``
+    unless the options give one), checked as it is made."""
     opts = dict(cfg.learner_options)
     opts.setdefault("seed", cfg.seed)
     if cfg.learner == "ddpg":
-        from leaky.ddpg import DDPGConfig, DDPGLearner
+        from leaky.ddpg import DDPGConfig as cls
+    elif cfg.learner == "perturbation":
+        from leaky.perturbation import PerturbationConfig as cls
+    else:
+        from leaky.local import LocalConfig as cls
+    return _dataclass_from(cls, opts)
 
-        return DDPGLearner(net, _dataclass_from(DDPGConfig, opts), net.backend)
+
+def make_learner(cfg: TrainConfig, net: Network) -> Learner:
+    options = learner_config(cfg)
+    if cfg.learner == "ddpg":
+        from leaky.ddpg import DDPGLearner
+
+        return DDPGLearner(net, options, net.backend)
     if cfg.learner == "perturbation":
-        from leaky.perturbation import PerturbationConfig, PerturbationLearner
+        from leaky.perturbation import PerturbationLearner
 
-        return PerturbationLearner(net, _dataclass_from(PerturbationConfig, opts))
-    from leaky.local import LocalConfig, LocalLearner
+        return PerturbationLearner(net, options)
+    from leaky.local import LocalLearner
 
-    local = _dataclass_from(LocalConfig, opts)
-    if local.graph:
+    if options.graph:
         from leaky.graph import GraphedLocalLearner
 
-        return GraphedLocalLearner(net, local)
-    return LocalLearner(net, local)
+        return GraphedLocalLearner(net, options)
+    return LocalLearner(net, options)
 
 
 def _dataclass_from(cls, opts: dict):
@@ -273,6 +302,22 @@ def evaluate(net: Network, env_id: str, episodes: int, seed: int) -> list[float]
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
+
+def _check_writable(path: str, what: str) -> None:
+    """Raise ConfigError unless a file can be created next to ``path`` (as the atomic write
+    does) and ``path`` is not a directory."""
+    import tempfile
+
+    if os.path.isdir(path):
+        raise ConfigError(f"{what}: got {path!r}, a directory; expected a file path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".leaky-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot write {path!r} ({e.strerror or e}); expected a file in an "
+                          "existing, writable directory") from None
+
 
 def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` (nested dicts of arrays and JSON-able values) atomically to ``path``."""
@@ -347,6 +392,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run ``cfg``; returns a :class:`TrainResult` (and writes checkpoint / trace if asked)."""
     from tqdm.auto import tqdm
 
+    if cfg.checkpoint:            # before any work: a checkpoint that cannot be written loses it
+        _check_writable(cfg.checkpoint, "TrainConfig.checkpoint (--checkpoint)")
     envs = make_envs(cfg.env, cfg.n_envs)
     net = build_network(cfg, envs.single_observation_space, envs.single_action_space)
     learner = make_learner(cfg, net)
@@ -538,13 +585,30 @@ def _parse_options(items) -> dict:
     return out
 
 
+def _config_from_args(args) -> TrainConfig:
+    """The TrainConfig of ``leaky train``'s arguments; a bad value's error names its flag."""
+    options = _parse_options(args.set)
+    try:
+        return TrainConfig(env=args.env, learner=args.learner, steps=args.steps, n_envs=args.envs,
+                           seed=args.seed, backend=args.backend, hidden=tuple(args.hidden),
+                           topology=args.topology, neurons=args.neurons, delay=args.delay, leak=args.leak,
+                           learner_options=options, eval_every=args.eval_every,
+                           eval_episodes=args.eval_episodes, checkpoint=args.checkpoint,
+                           resume=args.resume, trace=args.trace, progress=not args.no_progress)
+    except ConfigError as e:
+        owner, field = getattr(e, "owner", None), getattr(e, "field", None)
+        if owner == "TrainConfig" and field in FLAGS:
+            flag = FLAGS[field]
+        elif owner is not None and field in options:
+            typed = dict(item.split("=", 1) for item in args.set)
+            flag = f"--set {field}={typed[field]}"
+        else:
+            raise
+        raise ConfigError(f"{flag}: got {show(e.value)}, expected {e.expected} ({owner}.{field})") from e
+
+
 def run(args) -> int:
-    cfg = TrainConfig(env=args.env, learner=args.learner, steps=args.steps, n_envs=args.envs, seed=args.seed,
-                      backend=args.backend, hidden=tuple(args.hidden), topology=args.topology,
-                      neurons=args.neurons, delay=args.delay, leak=args.leak,
-                      learner_options=_parse_options(args.set), eval_every=args.eval_every,
-                      eval_episodes=args.eval_episodes, checkpoint=args.checkpoint, resume=args.resume,
-                      trace=args.trace, progress=not args.no_progress)
+    cfg = _config_from_args(args)
     result = train(cfg)
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "env_steps": result.env_steps, "episodes": result.episodes,
