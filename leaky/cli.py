@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     """Run one sub-command; returns its exit code.
 
     Exit codes: 0 done; 2 a bad argument, input or file (one line on stderr, ``leaky CMD:
-    error: …``, naming what was wrong and what was expected; no traceback); 141 (128 + SIGPIPE)
+    error: …``, naming what was wrong and what was expected; no traceback); 130 (128 + SIGINT)
+    after Ctrl-C, with one line saying what was kept; 141 (128 + SIGPIPE)
     when the reader of our output went away (``leaky inspect run.h5 | head``), silently, as a
     C tool killed by SIGPIPE; anything else is a bug in leaky and raises.
     """
@@ -52,6 +53,9 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         _silence_stdout()
         return 141
+    except KeyboardInterrupt:   # Ctrl-C outside a training loop's own handling (or a second one)
+        print(f"leaky {args.command}: interrupted", file=sys.stderr)
+        return 130
     except OSError as e:        # a file the user named cannot be read or written
         where = f" {e.filename!r}" if e.filename else ""
         print(f"leaky {args.command}: error: cannot use{where} ({e.strerror or e}); expected a "

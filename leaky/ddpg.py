@@ -44,6 +44,7 @@ from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS
 from leaky.network import Network
 from leaky.optim import Adam
 from leaky.records import CriticRecord, broadcast_to_agents
+from leaky.rngstate import int_seed, pcg64_words, set_pcg64_words
 from leaky.validate import Choice, Int, Ints, Real, check_fields
 from leaky.replay import ReplayBuffer
 
@@ -741,29 +742,8 @@ class DDPGLearner:
                                          if k.startswith("replay.")})
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def _pcg64_words(rng: np.random.Generator) -> np.ndarray:
-    """A NumPy PCG64 generator's state as six uint64 words (checkpoints hold arrays only)."""
-    st = rng.bit_generator.state
-    if st["bit_generator"] != "PCG64":
-        raise InputError(f"state_dict: cannot save a {st['bit_generator']} generator")
-    s, inc = st["state"]["state"], st["state"]["inc"]
-    return np.array([s >> 64, s & _MASK64, inc >> 64, inc & _MASK64, st["has_uint32"],
-                     st["uinteger"]], dtype=np.uint64)
-
-
-def _set_pcg64_words(rng: np.random.Generator, w: np.ndarray) -> None:
-    w = [int(x) for x in w]
-    rng.bit_generator.state = {"bit_generator": "PCG64",
-                               "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]},
-                               "has_uint32": w[4], "uinteger": w[5]}
-
-
-def _int_seed(seq: np.random.SeedSequence) -> int:
-    """A 63-bit integer seed from a SeedSequence (cupy's default_rng takes ints only)."""
-    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+# the generator-state helpers live in leaky.rngstate (shared with the online learners)
+_pcg64_words, _set_pcg64_words, _int_seed = pcg64_words, set_pcg64_words, int_seed
 
 
 def _checked(be: Backend, name: str, x, ndim: int):

@@ -226,7 +226,7 @@ class LocalLearner(OnlineLearner):
         be = self.net.backend
         self.adam_step = int(state["adam_step"])
         for k in ("theta", "theta_bar", "adam_m", "adam_v"):
-            setattr(self, k, be.asarray(state[k]))
+            setattr(self, k, be.asarray(state[k]).copy())
         if self.value is not None:
             self.value.load_state_dict(state["value"])
         if self.buffer is not None and "replay" in state:

@@ -123,10 +123,19 @@ class OnlineLearner(ABC):
     # -- checkpoints ---------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates}
+        """The counters and the noise generator's state (the noise, and the replay minibatches
+        of a replay learner, continue where they were)."""
+        state = {"updates": self.updates}
+        words = self.rng.state()
+        if words is not None:
+            state["rng"] = words
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s state; the transition in flight is not kept (the next
+        update has nothing to learn from, the one after learns the next step's)."""
         self.updates = int(state.get("updates", 0))
+        self.rng.set_state(state.get("rng"), resume_key=self.updates)
         self._pending = self._current = None
         self._ready = None
 

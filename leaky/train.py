@@ -12,9 +12,10 @@ The loop (``train(cfg)``), once per vectorized environment step::
 
 Every learner implements ``act``, ``observe``, ``update``, ``state_dict``, ``load_state_dict``
 and ``critic_record`` (see :class:`Learner`). A CPU run repeats exactly for a seed. Checkpoints
-are written to a temporary file and renamed; ``resume=True`` continues from the last one
-(weights, optimiser state, replay contents, counters and RNG state; the environments start
-fresh episodes, seeded from the resume step).
+are written to a temporary file and renamed, periodically, at the end and on Ctrl-C;
+``resume=True`` continues from the last one (weights, optimiser state, replay contents,
+counters and every generator's state; the settings must match, :func:`check_resume`; the
+environments start fresh episodes, :func:`env_seed`). docs/learners.md says what repeats.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -126,7 +129,8 @@ TRAIN_RULES = {
 FLAGS = {"env": "--env", "learner": "--learner", "steps": "--steps", "n_envs": "--envs",
          "seed": "--seed", "backend": "--backend", "hidden": "--hidden", "topology": "--topology",
          "neurons": "--neurons", "delay": "--delay", "leak": "--leak", "eval_every": "--eval-every",
-         "eval_episodes": "--eval-episodes", "checkpoint": "--checkpoint", "trace": "--trace"}
+         "eval_episodes": "--eval-episodes", "checkpoint": "--checkpoint",
+         "checkpoint_every": "--checkpoint-every", "trace": "--trace"}
 
 
 @dataclass
@@ -142,6 +146,7 @@ class TrainResult:
     updates: int
     metrics: list[dict] = field(default_factory=list)   # learner metrics averaged per eval interval
     timing: dict = field(default_factory=dict)          # wall seconds per phase of the loop (Stopwatch)
+    interrupted: bool = False                           # stopped by Ctrl-C (TrainingInterrupted)
 
     @property
     def final_eval(self) -> float:
@@ -394,26 +399,26 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     if cfg.checkpoint:            # before any work: a checkpoint that cannot be written loses it
         _check_writable(cfg.checkpoint, "TrainConfig.checkpoint (--checkpoint)")
+    iterations = math.ceil(cfg.steps / cfg.n_envs)
+    state = None
+    if cfg.resume and cfg.checkpoint and os.path.exists(cfg.checkpoint):
+        state = load_checkpoint(cfg.checkpoint)
+        check_resume(cfg, state, cfg.checkpoint)
     envs = make_envs(cfg.env, cfg.n_envs)
     net = build_network(cfg, envs.single_observation_space, envs.single_action_space)
     learner = make_learner(cfg, net)
     be = net.backend
-    iterations = math.ceil(cfg.steps / cfg.n_envs)
     start = 0
     evaluations: list[dict] = []
     train_returns: list[float] = []
-    if cfg.resume and cfg.checkpoint and os.path.exists(cfg.checkpoint):
-        state = load_checkpoint(cfg.checkpoint)
-        net.set_parameters(K=state["network"]["K"], b=state["network"]["b"])
-        learner.load_state_dict(state["learner"])
-        start = int(state["loop"]["iteration"])
-        evaluations = list(state["loop"]["evaluations"])
-        train_returns = list(state["loop"]["train_returns"])
+    if state is not None:
+        check_resume(cfg, state, cfg.checkpoint, net=net)
+        start, evaluations, train_returns = restore(state, net, learner)
 
     trace = _open_trace(cfg, net, envs) if cfg.trace else None
     rows = _TraceRows(trace, learner) if trace is not None else None
     updates_per_step = int(getattr(getattr(learner, "cfg", None), "updates_per_step", 1))
-    obs, _ = envs.reset(seed=cfg.seed + start)
+    obs, _ = envs.reset(seed=env_seed(cfg.seed, start))
     V = net.reset(cfg.n_envs)
     ep_return = np.zeros(cfg.n_envs)
     recent = deque(train_returns[-20:], maxlen=20)
@@ -425,6 +430,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     bar = tqdm(total=iterations * cfg.n_envs, initial=start * cfg.n_envs, disable=not cfg.progress,
                unit="step", desc=f"{cfg.learner} {cfg.env}", dynamic_ncols=True)
     it = start
+    interrupted_at = None
+    stop = StopRequest().__enter__()
     try:
         for it in range(start, iterations):
             step = it * cfg.n_envs
@@ -499,7 +506,14 @@ def train(cfg: TrainConfig) -> TrainResult:
                 if evaluations:
                     post["eval"] = f"{evaluations[-1]['mean']:.1f}"
                 bar.set_postfix(post, refresh=False)
+            if stop.requested:           # Ctrl-C: stop between steps, keep what was done
+                interrupted_at = it + 1
+                if cfg.checkpoint:
+                    with watch("checkpoint"):
+                        _save(cfg, net, learner, it + 1, evaluations, train_returns)
+                break
     finally:
+        stop.__exit__()
         bar.close()
         envs.close()
         if trace is not None:
@@ -509,10 +523,53 @@ def train(cfg: TrainConfig) -> TrainResult:
                 finally:
                     trace.close()
     wall = time.perf_counter() - t0
-    return TrainResult(env_steps=iterations * cfg.n_envs, episodes=len(train_returns),
-                       train_returns=train_returns, evaluations=evaluations,
-                       wall_seconds=wall, update_seconds=update_seconds, updates=updates,
-                       metrics=metric_history, timing=watch.split(wall))
+    result = TrainResult(env_steps=(iterations if interrupted_at is None else interrupted_at) * cfg.n_envs,
+                         episodes=len(train_returns), train_returns=train_returns,
+                         evaluations=evaluations, wall_seconds=wall, update_seconds=update_seconds,
+                         updates=updates, metrics=metric_history, timing=watch.split(wall),
+                         interrupted=interrupted_at is not None)
+    if interrupted_at is not None:
+        raise TrainingInterrupted(result, cfg.checkpoint)
+    return result
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) during :func:`train`: the first asks the loop to stop after the current
+    environment step (it then writes the checkpoint, if any, and closes the trace); a second
+    one interrupts at once, as Python's default does. Installed only in the main thread."""
+
+    _NONE = object()
+
+    def __init__(self):
+        self.requested = False
+        self._previous = self._NONE
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+            except ValueError:   # pragma: no cover - not the main interpreter
+                self._previous = self._NONE
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not self._NONE:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = self._NONE
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """:func:`train` stopped by Ctrl-C, cleanly: ``result`` is the run so far (its last
+    checkpoint, if ``checkpoint`` is set, holds the step it stopped at)."""
+
+    def __init__(self, result: "TrainResult", checkpoint: str | None):
+        super().__init__(f"interrupted at env step {result.env_steps}")
+        self.result, self.checkpoint = result, checkpoint
 
 
 def _save(cfg, net, learner, iteration, evaluations, train_returns):
@@ -520,8 +577,76 @@ def _save(cfg, net, learner, iteration, evaluations, train_returns):
         "network": {"K": net.K, "b": net.b},
         "learner": learner.state_dict(),
         "loop": {"iteration": iteration, "evaluations": evaluations, "train_returns": train_returns,
-                 "config": json.dumps(cfg.to_dict())},
+                 "config": json.dumps(cfg.to_dict()),
+                 "learner_config": json.dumps(dataclasses.asdict(learner_config(cfg))),
+                 "network_config": json.dumps(net.config.to_dict())},
     })
+
+
+# -- resume ---------------------------------------------------------------------------------------
+
+# The settings a checkpoint must share with the run that continues it. Everything else (steps,
+# eval_every, eval_episodes, checkpoint_every, trace, progress, check_every) may change.
+RESUME_SETTINGS = ("env", "learner", "seed", "n_envs", "backend", "hidden", "topology", "neurons",
+                   "delay", "leak", "activation")
+
+
+def check_resume(cfg: TrainConfig, state: dict, path: str, net: Network | None = None) -> None:
+    """Raise ConfigError naming every setting in which ``cfg`` (and its network ``net``, when
+    given) differs from the run that wrote the checkpoint ``state``, or when ``cfg.steps`` is
+    fewer than the checkpoint has done already."""
+    loop = state.get("loop", {})
+    done = int(loop.get("iteration", 0)) * cfg.n_envs
+    diffs = []
+    if "config" in loop:
+        then, now = json.loads(loop["config"]), cfg.to_dict()
+        for key in RESUME_SETTINGS:
+            a, b = then.get(key), now.get(key)
+            if key == "hidden":
+                a, b = list(a or []), list(b or [])
+            if key in ("neurons", "delay", "leak") and now.get("topology") == "layered":
+                continue          # not used by a layered network (the network check covers it)
+            if a != b:
+                diffs.append(f"{key} {a!r} there, {b!r} here")
+        done = int(loop.get("iteration", 0)) * int(then.get("n_envs", cfg.n_envs))
+    if "learner_config" in loop and not any(d.startswith(("learner ", "seed ")) for d in diffs):
+        then, now = json.loads(loop["learner_config"]), dataclasses.asdict(learner_config(cfg))
+        for key in sorted(set(then) | set(now)):
+            a, b = then.get(key), now.get(key)
+            if isinstance(a, list) or isinstance(b, tuple):
+                a, b = list(a or []), list(b or [])
+            if a != b:
+                diffs.append(f"learner option {key} {a!r} there, {b!r} here")
+    if net is not None and "network_config" in loop and not diffs:
+        then, now = json.loads(loop["network_config"]), json.loads(json.dumps(net.config.to_dict()))
+        for key in sorted(set(then) | set(now)):
+            if then.get(key) != now.get(key):
+                diffs.append(f"network {key} {then.get(key)!r} there, {now.get(key)!r} here")
+    if diffs:
+        raise ConfigError(f"--resume: checkpoint {path!r} belongs to another run: "
+                          f"{'; '.join(diffs)}; expected the same settings to continue it (start "
+                          f"afresh without --resume, or give another --checkpoint)")
+    if cfg.steps < done:
+        raise ConfigError(f"--steps: got {cfg.steps}, but checkpoint {path!r} has {done} env steps "
+                          f"done already; expected --steps >= {done} to continue it")
+
+
+def restore(state: dict, net: Network, learner) -> tuple[int, list, list]:
+    """Put a checkpoint's weights and learner state into ``net`` and ``learner``; returns the
+    loop's ``(iteration, evaluations, train_returns)``."""
+    net.set_parameters(K=state["network"]["K"], b=state["network"]["b"])
+    learner.load_state_dict(state["learner"])
+    loop = state["loop"]
+    return int(loop["iteration"]), list(loop["evaluations"]), list(loop["train_returns"])
+
+
+def env_seed(seed: int, iteration: int) -> int:
+    """The seed the environments are reset with when the loop starts at ``iteration``: ``seed``
+    for a fresh run; on a resume, a seed drawn from ``SeedSequence([seed, iteration])``, so the
+    new episodes are unlike any fresh run's (whose environments take seeds ``seed + i``)."""
+    if iteration == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(iteration)]).generate_state(1)[0])
 
 
 class _TraceRows:
@@ -594,7 +719,7 @@ def _config_from_args(args) -> TrainConfig:
                            topology=args.topology, neurons=args.neurons, delay=args.delay, leak=args.leak,
                            learner_options=options, eval_every=args.eval_every,
                            eval_episodes=args.eval_episodes, checkpoint=args.checkpoint,
-                           resume=args.resume, trace=args.trace, progress=not args.no_progress)
+                           checkpoint_every=args.checkpoint_every, resume=args.resume, trace=args.trace, progress=not args.no_progress)
     except ConfigError as e:
         owner, field = getattr(e, "owner", None), getattr(e, "field", None)
         if owner == "TrainConfig" and field in FLAGS:
@@ -608,8 +733,18 @@ def _config_from_args(args) -> TrainConfig:
 
 
 def run(args) -> int:
+    import sys
+
     cfg = _config_from_args(args)
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except TrainingInterrupted as stop:
+        kept = (f"checkpoint {cfg.checkpoint} holds it (continue with --resume)" if cfg.checkpoint
+                else "no --checkpoint, so the weights are not kept")
+        trace = f"; trace {cfg.trace} closed" if cfg.trace else ""
+        print(f"leaky train: interrupted at env step {stop.result.env_steps} of {cfg.steps}: {kept}{trace}",
+              file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "env_steps": result.env_steps, "episodes": result.episodes,
                           "evaluations": result.evaluations, "wall_seconds": result.wall_seconds,
@@ -638,7 +773,8 @@ def add_parser(sub) -> None:
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="learner options (JSON values)")
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=5)
-    p.add_argument("--checkpoint", help="checkpoint file (.npz), written atomically")
+    p.add_argument("--checkpoint", help="checkpoint file (.npz), written atomically; also on Ctrl-C")
+    p.add_argument("--checkpoint-every", type=int, default=20_000, help="env steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--trace", help="HDF5 trace file to write")
     p.add_argument("--no-progress", action="store_true")

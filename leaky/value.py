@@ -129,5 +129,5 @@ class SharedValue:
 
     def load_state_dict(self, state: dict) -> None:
         for k in ("w", "c", "m", "v"):
-            setattr(self, k, self.be.asarray(state[k]))
+            setattr(self, k, self.be.asarray(state[k]).copy())
         self.t = int(state["t"])
