@@ -45,8 +45,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from leaky.errors import LeakyError
 
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        print(f"leaky {args.command}: warning: {message}", file=sys.stderr)
+
+    import warnings
+
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line       # warnings as one line each, like the errors
+            return int(args.func(args) or 0)
     except LeakyError as e:
         print(f"leaky {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -161,6 +161,8 @@ class TrainResult:
                          f"{last['mean']:.1f} ± {last['std']:.1f} at step {last['step']}")
         if self.updates:
             parts.append(f"{self.updates} updates, {self.update_seconds / self.updates * 1e3:.2f} ms each")
+        else:
+            parts.append("0 updates: the learner never learned")
         if self.timing and self.wall_seconds > 0:
             parts.append("time " + " · ".join(f"{k} {v / self.wall_seconds:.0%}" for k, v in self.timing.items()
                                               if v >= 0.005 * self.wall_seconds))
@@ -427,8 +429,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     metric_sums: dict = {}
     metric_history: list[dict] = []
     t0 = time.perf_counter()
-    bar = tqdm(total=iterations * cfg.n_envs, initial=start * cfg.n_envs, disable=not cfg.progress,
-               unit="step", desc=f"{cfg.learner} {cfg.env}", dynamic_ncols=True)
+    warn_if_no_updates(cfg, learner, start)
+    bar = Progress(tqdm, total=iterations * cfg.n_envs, initial=start * cfg.n_envs,
+                   disable=not cfg.progress, desc=f"{cfg.learner} {cfg.env}",
+                   updates_at_once=warmup_transitions(learner) == 0)
     it = start
     interrupted_at = None
     stop = StopRequest().__enter__()
@@ -500,7 +504,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                                    or it == iterations - 1):
                 with watch("checkpoint"):
                     _save(cfg, net, learner, it + 1, evaluations, train_returns)
-            bar.update(cfg.n_envs)
+            bar.update(cfg.n_envs, first_update=bool(metrics) and updates == 1)
             if it % 20 == 0:
                 post = {"ret": f"{np.mean(recent):.1f}" if recent else "-"}
                 if evaluations:
@@ -531,6 +535,92 @@ def train(cfg: TrainConfig) -> TrainResult:
     if interrupted_at is not None:
         raise TrainingInterrupted(result, cfg.checkpoint)
     return result
+
+
+class Progress:
+    """The loop's tqdm bar, which says when the kernels are being compiled instead of an ETA.
+
+    Numba compiles a kernel at its first call (seconds to minutes on a fresh install; loading
+    it from the cache later takes about a second), so the first environment step and the first
+    learning update are slow. Until the first step is done, and the first update too for a
+    learner that updates from the start (``updates_at_once``; a learner with a warm-up updates
+    much later), the bar's description ends in ``compiling kernels`` and it shows no rate;
+    after each of those steps its clock restarts, so the rate and the ETA count only steps
+    that ran compiled code.
+    """
+
+    COMPILING = " · compiling kernels (once; cached afterwards)"
+    COMPILING_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]"   # no rate, no ETA
+
+    def __init__(self, tqdm, *, total: int, initial: int, disable: bool, desc: str,
+                 updates_at_once: bool = True, **kwargs):
+        self.desc = desc
+        self.bar = tqdm(total=total, initial=initial, disable=disable, unit="step",
+                        desc=desc + self.COMPILING, bar_format=self.COMPILING_FORMAT,
+                        dynamic_ncols=True, **kwargs)
+        self._first_step = True
+        self._waiting_for_update = updates_at_once   # the second step runs the first update
+
+    def _compiling(self, on: bool) -> None:
+        bar = self.bar
+        bar.bar_format = self.COMPILING_FORMAT if on else None
+        bar.set_description(self.desc + (self.COMPILING if on else ""), refresh=False)
+
+    def _restart_clock(self) -> None:
+        """Rate and ETA from now on only (tqdm's reset, keeping the count)."""
+        bar = self.bar
+        n = bar.n
+        bar.reset(total=bar.total)
+        bar.n = bar.last_print_n = bar.initial = n
+
+    def update(self, n: int, first_update: bool = False) -> None:
+        """``n`` more env steps; ``first_update``: this step made the learner's first update."""
+        bar = self.bar
+        bar.update(n)
+        if self._first_step or first_update:
+            self._first_step = False
+            self._waiting_for_update &= not first_update
+            self._restart_clock()
+            if not self._waiting_for_update:
+                self._compiling(False)
+            bar.refresh()
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        self.bar.set_postfix(*args, **kwargs)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class NoLearningWarning(UserWarning):
+    """A run whose budget ends before the learner's warm-up does: it would make no update."""
+
+
+def warmup_transitions(learner) -> int:
+    """Transitions a learner stores before its first update (0: it learns from the start)."""
+    cfg = getattr(learner, "cfg", None)
+    if cfg is None or getattr(cfg, "data", "replay") != "replay" or not hasattr(cfg, "learning_starts"):
+        return 0
+    return max(int(cfg.learning_starts), int(getattr(cfg, "batch_size", 1)))
+
+
+def warn_if_no_updates(cfg: TrainConfig, learner, start: int = 0) -> None:
+    """Warn (:class:`NoLearningWarning`) when ``cfg.steps`` ends before the warm-up does.
+
+    The warm-up is the learner's own (``learning_starts``, at least ``batch_size``: DDPG's
+    default is 10,000 transitions, CleanRL's); leaky does not shrink it to fit the budget, since
+    the run would then not be the configured one (and a resumed run could not match its
+    checkpoint). It says so, and the summary counts the updates.
+    """
+    need = warmup_transitions(learner)
+    if need and need >= cfg.steps:
+        import warnings
+
+        warnings.warn(f"{cfg.learner} learns from its {need}th stored transition on "
+                      f"(learning_starts = {learner.cfg.learning_starts}, batch_size = "
+                      f"{learner.cfg.batch_size}), but --steps {cfg.steps} stores {cfg.steps}: it "
+                      f"will make no update; expected --steps > {need}, or --set learning_starts=N "
+                      f"with N < {cfg.steps}", NoLearningWarning, stacklevel=3)
 
 
 class StopRequest:
