@@ -758,6 +758,8 @@ class _TraceRows:
         self.pending: deque = deque()
 
     def add(self, row: dict, learner) -> None:
+        if self.lag:   # a held row must not see buffers the learner reuses (the graphed one does)
+            row = {k: (v.copy() if hasattr(v, "copy") and hasattr(v, "shape") else v) for k, v in row.items()}
         self.pending.append(row)
         record = learner.critic_record() if self.records else None
         if record is not None and len(self.pending) > record.lag:
