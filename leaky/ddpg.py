@@ -415,7 +415,7 @@ class DDPGConfig:
     seed: int = 0
 
     def __post_init__(self):
-        check_fields(self, DDPG_RULES)
+        check_fields(self, self.RULES)
         if not 0.0 < self.ou_theta * self.ou_dt <= 1.0:
             raise ConfigError(f"DDPGConfig.ou_theta: got {self.ou_theta!r} with ou_dt = {self.ou_dt!r}, "
                               "expected ou_theta·ou_dt in (0, 1]")
@@ -434,6 +434,7 @@ DDPG_RULES = {
     "updates_per_step": Int(low=1), "policy_delay": Int(low=1), "hidden": Ints(low=1, min_len=1),
     "seed": Int(low=0),
 }
+DDPGConfig.RULES = DDPG_RULES   # a subclass with more fields: {**DDPG_RULES, ...}
 
 
 class DDPGLearner:

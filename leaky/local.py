@@ -73,7 +73,7 @@ class LocalConfig(ValueOptions):
     seed: int = 0
 
     def __post_init__(self):
-        check_fields(self, LOCAL_RULES)
+        check_fields(self, self.RULES)
         if self.family == "mlp" and self.baseline == "dopamine":
             raise ConfigError("LocalConfig: family='mlp' has its own critics only; expected baseline='own' "
                               "(the dopamine baseline is for the advantage and linear families)")
@@ -106,6 +106,7 @@ LOCAL_RULES = {
     "learning_starts": Int(low=0), "updates_per_step": Int(low=1),
     "actor_neurons": Choice(("all", "outputs")), "graph": Bool(), "seed": Int(low=0),
 }
+LocalConfig.RULES = LOCAL_RULES   # a subclass with more fields: {**LOCAL_RULES, ...}
 
 
 class LocalLearner(OnlineLearner):

@@ -41,7 +41,7 @@ class PerturbationConfig(ValueOptions):
     seed: int = 0
 
     def __post_init__(self):
-        check_fields(self, PERTURBATION_RULES)
+        check_fields(self, self.RULES)
 
 
 # One rule per field of PerturbationConfig (leaky/validate.py).
@@ -51,6 +51,7 @@ PERTURBATION_RULES = {
     "gamma": Real(0.0, 1.0), "noise_std": Real(low=0.0, low_open=True),
     "max_grad_norm": Real(low=0.0), "seed": Int(low=0),
 }
+PerturbationConfig.RULES = PERTURBATION_RULES   # a subclass with more fields extends them
 
 
 class PerturbationLearner(OnlineLearner):

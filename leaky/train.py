@@ -104,7 +104,7 @@ class TrainConfig:
     check_every: int = 100
 
     def __post_init__(self):
-        check_fields(self, TRAIN_RULES)
+        check_fields(self, self.RULES)
         learner_config(self)   # the learner's options are checked now, before anything runs
 
     def to_dict(self) -> dict:
@@ -124,6 +124,7 @@ TRAIN_RULES = {
     "checkpoint": Optional(Text()), "checkpoint_every": Int(low=1), "resume": Bool(),
     "trace": Optional(Text()), "trace_options": Dict(), "progress": Bool(), "check_every": Int(low=1),
 }
+TrainConfig.RULES = TRAIN_RULES   # a subclass with more fields: {**TRAIN_RULES, ...}
 
 # the command-line flag of each TrainConfig field (error messages name the flag a user typed)
 FLAGS = {"env": "--env", "learner": "--learner", "steps": "--steps", "n_envs": "--envs",

@@ -1,17 +1,23 @@
 """Declarative checks of configuration dataclasses: one rule per field, run when a config is made.
 
-A config lists a rule for every one of its fields and calls :func:`check_fields` first thing in
-``__post_init__``; cross-field conditions follow it there. Each rule says what it accepts in
-words, so an error reads ``LocalConfig.lr_actor: got 'abc', expected a finite number >= 0``::
-
-    LOCAL_RULES = {"lr_actor": Real(low=0.0), "batch_size": Int(low=1),
-                   "family": Choice(FAMILIES), "graph": Bool(), ...}
+A config class carries a rule for every one of its fields as ``RULES`` and calls
+:func:`check_fields` first thing in ``__post_init__``; cross-field conditions follow it there.
+Each rule says what it accepts in words, so an error reads ``LocalConfig.lr_actor: got 'abc',
+expected a finite number >= 0``::
 
     @dataclass(frozen=True)
     class LocalConfig:
         ...
         def __post_init__(self):
-            check_fields(self, LOCAL_RULES)
+            check_fields(self, self.RULES)
+
+    LOCAL_RULES = {"lr_actor": Real(low=0.0), "batch_size": Int(low=1),
+                   "family": Choice(FAMILIES), "graph": Bool(), ...}
+    LocalConfig.RULES = LOCAL_RULES
+
+A subclass that adds fields inherits ``__post_init__`` and only extends the rules::
+
+    SharedCriticConfig.RULES = {**DDPG_RULES, "feedback_rate": Real(low=0.0)}
 
 A field without a rule is refused (:class:`MissingRule`, a programming error, not a user's), so
 a new option cannot skip validation. Rules also normalise: an ``Int`` accepts ``1e5`` (a
@@ -196,7 +202,7 @@ def check_fields(config, rules: Mapping[str, Rule]) -> None:
     for f in dataclasses.fields(config):
         rule = rules.get(f.name)
         if rule is None:
-            raise MissingRule(f"{owner}.{f.name} has no validation rule; add one to its rules "
+            raise MissingRule(f"{owner}.{f.name} has no validation rule; add one to {owner}.RULES "
                               f"(leaky/validate.py)")
         value = getattr(config, f.name)
         try:

@@ -41,12 +41,13 @@ class ValueConfig:
     lr: float = 1e-3
 
     def __post_init__(self):
-        check_fields(self, VALUE_CONFIG_RULES)
+        check_fields(self, self.RULES)
 
 
 VALUE_CONFIG_RULES = {"features": Choice(FEATURES), "inputs": Choice(INPUTS), "n_features": Int(low=1),
                       "feature_scale": Real(low=0.0), "optimizer": Choice(VALUE_OPTIMIZERS),
                       "lr": Real(low=0.0, low_open=True)}
+ValueConfig.RULES = VALUE_CONFIG_RULES
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ class ValueOptions:
     feature_scale: float = 1.5
 
     def __post_init__(self):
-        check_fields(self, VALUE_RULES)
+        check_fields(self, self.RULES)
 
     def value_config(self) -> ValueConfig:
         return ValueConfig(features=self.value_features, inputs=self.value_input, n_features=self.n_features,
@@ -72,6 +73,7 @@ class ValueOptions:
 VALUE_RULES = {"value_lr": Real(low=0.0, low_open=True), "value_features": Choice(FEATURES),
                "value_input": Choice(INPUTS), "value_optimizer": Choice(VALUE_OPTIMIZERS),
                "n_features": Int(low=1), "feature_scale": Real(low=0.0)}
+ValueOptions.RULES = VALUE_RULES
 
 
 class SharedValue:

@@ -146,3 +146,24 @@ def test_rules_normalise_json_values():
     assert DDPGConfig(hidden=[16, 8]).hidden == (16, 8)
     with pytest.raises(ConfigError, match=r"DDPGConfig\.hidden: got \[\]"):
         DDPGConfig(hidden=[])
+
+
+def test_a_config_subclass_with_more_fields_extends_the_rules():
+    """What a new learner whose config subclasses DDPGConfig does: its new field must have a
+    rule, and then is checked like the others."""
+    from leaky.ddpg import DDPG_RULES, DDPGConfig
+    from leaky.validate import MissingRule, Real
+
+    @dataclasses.dataclass(frozen=True)
+    class SharedCriticConfig(DDPGConfig):
+        feedback_rate: float = 0.1
+
+    with pytest.raises(MissingRule, match=r"SharedCriticConfig\.feedback_rate has no validation rule; "
+                                          r"add one to SharedCriticConfig\.RULES"):
+        SharedCriticConfig()
+    SharedCriticConfig.RULES = {**DDPG_RULES, "feedback_rate": Real(low=0.0)}
+    assert SharedCriticConfig(feedback_rate=0.5, tau=0.1).feedback_rate == 0.5
+    with pytest.raises(ConfigError, match=r"SharedCriticConfig\.feedback_rate: got -1"):
+        SharedCriticConfig(feedback_rate=-1)
+    with pytest.raises(ConfigError, match=r"SharedCriticConfig\.tau: got 'abc'"):
+        SharedCriticConfig(tau="abc")
