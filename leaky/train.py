@@ -453,6 +453,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 final_obs = next_obs.copy()
                 for i in np.flatnonzero(done):
                     final_obs[i] = info["final_obs"][i]
+            updates_before = updates
             with watch("learn"):
                 learner.observe(obs, action, reward, final_obs, term, trunc, V, V_end)
                 for _ in range(updates_per_step):
@@ -505,7 +506,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                                    or it == iterations - 1):
                 with watch("checkpoint"):
                     _save(cfg, net, learner, it + 1, evaluations, train_returns)
-            bar.update(cfg.n_envs, first_update=bool(metrics) and updates == 1)
+            bar.update(cfg.n_envs, first_update=updates_before == 0 < updates)
             if it % 20 == 0:
                 post = {"ret": f"{np.mean(recent):.1f}" if recent else "-"}
                 if evaluations:
