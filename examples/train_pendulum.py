@@ -13,12 +13,9 @@ seeds never tuned on.
 """
 
 import argparse
-import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # small GEMMs: extra BLAS threads only contend
-
-from leaky.ddpg import RESULTS_OPTIONS  # noqa: E402
-from leaky.train import TrainConfig, train  # noqa: E402
+from leaky.ddpg import RESULTS_OPTIONS
+from leaky.train import TrainConfig, train  # holds BLAS to one thread: leaky/threads.py
 
 DDPG = dict(RESULTS_OPTIONS)   # docs/results.md's DDPG: critic 128-128, 4 updates per step
 LOCAL = {}   # the local learner's defaults: rule feedback

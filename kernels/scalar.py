@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 from numba import types as nbtypes
 from numba.core import cgutils
+from llvmlite import ir as llvmir
 from numba.extending import intrinsic, register_jitable
 
 try:
@@ -69,11 +70,17 @@ activate_grad, activate_grad_cuda = shared(activate_grad)
 
 # -- compilation conventions shared by every kernel module ----------------------------------------
 
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}  # reassociation, not no-NaN: NaNs still show
+# Only "nsz" (the sign of a zero may differ): no reassociation, contraction, reciprocal or
+# approximate-function flags. Those let LLVM round differently wherever it optimises a function
+# again, and Numba does optimise every called kernel again inside each caller; the copy a call
+# binds to then depends on what the process compiled or loaded from the cache first
+# (docs/kernels.md, "Compiled once, the same everywhere"). The tiles that need vector partial
+# sums or fused multiply-adds say so explicitly: lane_sum and fmuladd below.
+FASTMATH = {"nsz"}
 
 
 def compiled(fn, name, **flags):
-    """``fn`` compiled (cached, fastmath) under its own name, so that the serial and the parallel
+    """``fn`` compiled (cached, FASTMATH) under its own name, so that the serial and the parallel
     compilations of one body keep separate cache files."""
     clone = types.FunctionType(fn.__code__, fn.__globals__, name)
     clone.__qualname__ = name
@@ -121,6 +128,25 @@ step_param, step_param_cuda = shared(step_param)
 
 # -- cpu-face building blocks shared by the tiled kernels (kernels/step.py, update_local.py) ------
 
+@intrinsic
+def fmuladd(typingctx, a, b, c):
+    """``a·b + c`` as LLVM's ``llvm.fmuladd``: one fused multiply-add where the target has one
+    (every x86-64 CPU with FMA or AVX-512), else a multiply and an add. The choice is the
+    target's (its CPU features are part of Numba's cache key), never the optimiser's, so a
+    kernel rounds the same wherever LLVM compiled it; plain ``a * b + c`` under ``contract``
+    would be fused or not depending on what surrounds it."""
+    if not (isinstance(a, nbtypes.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(signature.return_type)
+        name = "llvm.fmuladd.f32" if signature.return_type == nbtypes.float32 else "llvm.fmuladd.f64"
+        fn = cgutils.get_or_insert_function(builder.module, llvmir.FunctionType(ty, [ty, ty, ty]), name)
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
 def tanh32(x):
     """float32 tanh to 3e-7 absolute: Eigen's rational minimax form (odd 13 / even 6).
@@ -157,3 +183,40 @@ def stack_empty(typingctx, size, like):
         return cgutils.alloca_once(builder, ty, size=context.get_constant(nbtypes.intp, n))
 
     return nbtypes.CPointer(like.dtype)(size, like), codegen
+
+
+@intrinsic
+def lane_sum(typingctx, acc, row, lanes):
+    """``Σ_l acc[row, l]`` over the first ``lanes`` (a literal power of two) entries of a row
+    of the C-contiguous 2-D ``acc``, as one vector: lane l plus lane l + lanes/2, then the
+    lower half plus its upper half again, down to one lane. The order is fixed by the IR, not
+    left to fastmath reassociation: the horizontal sum of a register tile's partial sums."""
+    if not (isinstance(lanes, nbtypes.IntegerLiteral) and isinstance(acc, nbtypes.Array)
+            and acc.ndim == 2 and acc.layout == "C" and isinstance(acc.dtype, nbtypes.Float)):
+        return None
+    n = lanes.literal_value
+    if n < 1 or n & (n - 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(acc)(context, builder, args[0])
+        ty = context.get_value_type(acc.dtype)
+        ncols = builder.extract_value(arr.shape, 1)
+        r = context.cast(builder, args[1], signature.args[1], nbtypes.intp)
+        ptr = builder.gep(arr.data, [builder.mul(r, ncols)])
+        vec = builder.load(builder.bitcast(ptr, llvmir.VectorType(ty, n).as_pointer()), align=4)
+        i32 = llvmir.IntType(32)
+
+        def lanes_from(first, count):
+            return llvmir.Constant(llvmir.VectorType(i32, count),
+                                   [llvmir.Constant(i32, first + i) for i in range(count)])
+
+        width = n
+        while width > 1:
+            width //= 2
+            lo = builder.shuffle_vector(vec, vec, lanes_from(0, width))
+            hi = builder.shuffle_vector(vec, vec, lanes_from(width, width))
+            vec = builder.fadd(lo, hi)
+        return builder.extract_element(vec, llvmir.Constant(llvmir.IntType(32), 0))
+
+    return acc.dtype(acc, row, lanes), codegen

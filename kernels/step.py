@@ -34,6 +34,8 @@ except ImportError:  # pragma: no cover
 
 from leaky.kernels.scalar import FASTMATH as _FAST
 from leaky.kernels.scalar import activate, activate_cuda, compiled, cuda_jit
+from leaky.kernels.scalar import fmuladd as _fma
+from leaky.kernels.scalar import lane_sum as _lane_sum
 from leaky.kernels.scalar import stack_empty as _stack_empty
 from leaky.kernels.scalar import tanh32 as _tanh
 
@@ -133,8 +135,12 @@ def step_composed(xp, V0, u, K, bias, leak, xi, n_inputs, activation, inhibition
 #
 # Dot tiles (every other case, and the rows and neurons the outer tiles leave over): 4 batch
 # rows × 4 neurons, 16 dot products over the presynaptic range, each its own vector
-# accumulator (fastmath reassociation), then 16 horizontal reductions: these cost ~12 ns per
-# tile, as much as 85 columns, so dot tiles reach 60–180 GFLOP/s depending on the row length.
+# accumulator (explicit partial sums: lane l adds columns l, l + 16, …; the columns past the
+# last whole vector go to a scalar), then 16 horizontal reductions in a fixed pairwise order
+# (scalar.lane_sum): these cost ~12 ns per tile, as much as 85 columns, so dot tiles reach
+# 60–180 GFLOP/s depending on the row length. The order of every sum is the source's, not
+# fastmath's, and every multiply-add is scalar.fmuladd: a kernel rounds the same wherever LLVM
+# compiled it (docs/kernels.md).
 # With AVX2's 16 registers the 4 × 4 tile spills (measured 80 GFLOP/s against 118 for 2 × 4),
 # so there the dot tiles are 2 × 4 and no outer tiles run.
 #
@@ -167,6 +173,8 @@ def _host_has_avx512():
 
 _TILE_ROWS = 4 if _host_has_avx512() else 2  # batch rows per register tile (a compile constant)
 _OUTER = _TILE_ROWS == 4   # outer-product tiles need 32 vector registers (AVX-512)
+_DOT_LANES = 16 if _OUTER else 8   # partial sums of a dot product: one vector register
+_DOT_ACC16, _DOT_ACC8, _DOT_ACC4 = 16 * _DOT_LANES, 8 * _DOT_LANES, 4 * _DOT_LANES  # stack sizes
 _OUTER_ROWS = 8    # batch rows × neurons of an outer-product tile: 16 AVX-512 accumulators
 _OUTER_COLS = 32
 # Packing the panels costs 0.2 ns per weight; an outer tile saves 4–8·10⁻³ ns per weight, row
@@ -219,22 +227,60 @@ def _store4(z, b, n0, bias, a0, a1, a2, a3):
 
 @_cpu_jit(inline="always")
 def _tile4x4(V, K, bias, b0, n0, lo, hi, z):
-    """z[b0:b0+4, n0:n0+4] = V[b0:b0+4, lo:hi] · K[n0:n0+4, lo:hi]ᵀ + bias[n0:n0+4]."""
+    """z[b0:b0+4, n0:n0+4] = V[b0:b0+4, lo:hi] · K[n0:n0+4, lo:hi]ᵀ + bias[n0:n0+4].
+
+    16 dot products, each summed in _DOT_LANES partial sums (lane l takes columns l, l + lanes,
+    …: one vector accumulator per product, kept in registers), the columns past the last whole
+    vector in a scalar each, then the lanes pairwise (``lane_sum``) plus that scalar."""
     v0, v1, v2, v3 = V[b0, lo:hi], V[b0 + 1, lo:hi], V[b0 + 2, lo:hi], V[b0 + 3, lo:hi]
     k0, k1, k2, k3 = K[n0, lo:hi], K[n0 + 1, lo:hi], K[n0 + 2, lo:hi], K[n0 + 3, lo:hi]
-    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z.dtype.type(0)
-    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = z.dtype.type(0)
-    for m in range(hi - lo):
+    zero = z.dtype.type(0)
+    acc = carray(_stack_empty(_DOT_ACC16, z), (16, _DOT_LANES))
+    for l in range(_DOT_LANES):
+        acc[0, l] = acc[1, l] = acc[2, l] = acc[3, l] = zero
+        acc[4, l] = acc[5, l] = acc[6, l] = acc[7, l] = zero
+        acc[8, l] = acc[9, l] = acc[10, l] = acc[11, l] = zero
+        acc[12, l] = acc[13, l] = acc[14, l] = acc[15, l] = zero
+    L = hi - lo
+    whole = L - L % _DOT_LANES
+    for m0 in range(0, whole, _DOT_LANES):
+        for l in range(_DOT_LANES):
+            m = m0 + l
+            x0, x1, x2, x3 = v0[m], v1[m], v2[m], v3[m]
+            w0, w1, w2, w3 = k0[m], k1[m], k2[m], k3[m]
+            acc[0, l] = _fma(x0, w0, acc[0, l])
+            acc[1, l] = _fma(x0, w1, acc[1, l])
+            acc[2, l] = _fma(x0, w2, acc[2, l])
+            acc[3, l] = _fma(x0, w3, acc[3, l])
+            acc[4, l] = _fma(x1, w0, acc[4, l])
+            acc[5, l] = _fma(x1, w1, acc[5, l])
+            acc[6, l] = _fma(x1, w2, acc[6, l])
+            acc[7, l] = _fma(x1, w3, acc[7, l])
+            acc[8, l] = _fma(x2, w0, acc[8, l])
+            acc[9, l] = _fma(x2, w1, acc[9, l])
+            acc[10, l] = _fma(x2, w2, acc[10, l])
+            acc[11, l] = _fma(x2, w3, acc[11, l])
+            acc[12, l] = _fma(x3, w0, acc[12, l])
+            acc[13, l] = _fma(x3, w1, acc[13, l])
+            acc[14, l] = _fma(x3, w2, acc[14, l])
+            acc[15, l] = _fma(x3, w3, acc[15, l])
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero
+    a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = zero
+    for m in range(whole, L):
         x0, x1, x2, x3 = v0[m], v1[m], v2[m], v3[m]
         w0, w1, w2, w3 = k0[m], k1[m], k2[m], k3[m]
-        a00 += x0 * w0; a01 += x0 * w1; a02 += x0 * w2; a03 += x0 * w3  # noqa: E702
-        a10 += x1 * w0; a11 += x1 * w1; a12 += x1 * w2; a13 += x1 * w3  # noqa: E702
-        a20 += x2 * w0; a21 += x2 * w1; a22 += x2 * w2; a23 += x2 * w3  # noqa: E702
-        a30 += x3 * w0; a31 += x3 * w1; a32 += x3 * w2; a33 += x3 * w3  # noqa: E702
-    _store4(z, b0, n0, bias, a00, a01, a02, a03)
-    _store4(z, b0 + 1, n0, bias, a10, a11, a12, a13)
-    _store4(z, b0 + 2, n0, bias, a20, a21, a22, a23)
-    _store4(z, b0 + 3, n0, bias, a30, a31, a32, a33)
+        a00 = _fma(x0, w0, a00); a01 = _fma(x0, w1, a01); a02 = _fma(x0, w2, a02); a03 = _fma(x0, w3, a03)  # noqa: E702
+        a10 = _fma(x1, w0, a10); a11 = _fma(x1, w1, a11); a12 = _fma(x1, w2, a12); a13 = _fma(x1, w3, a13)  # noqa: E702
+        a20 = _fma(x2, w0, a20); a21 = _fma(x2, w1, a21); a22 = _fma(x2, w2, a22); a23 = _fma(x2, w3, a23)  # noqa: E702
+        a30 = _fma(x3, w0, a30); a31 = _fma(x3, w1, a31); a32 = _fma(x3, w2, a32); a33 = _fma(x3, w3, a33)  # noqa: E702
+    _store4(z, b0, n0, bias, _lane_sum(acc, 0, _DOT_LANES) + a00, _lane_sum(acc, 1, _DOT_LANES) + a01,
+            _lane_sum(acc, 2, _DOT_LANES) + a02, _lane_sum(acc, 3, _DOT_LANES) + a03)
+    _store4(z, b0 + 1, n0, bias, _lane_sum(acc, 4, _DOT_LANES) + a10, _lane_sum(acc, 5, _DOT_LANES) + a11,
+            _lane_sum(acc, 6, _DOT_LANES) + a12, _lane_sum(acc, 7, _DOT_LANES) + a13)
+    _store4(z, b0 + 2, n0, bias, _lane_sum(acc, 8, _DOT_LANES) + a20, _lane_sum(acc, 9, _DOT_LANES) + a21,
+            _lane_sum(acc, 10, _DOT_LANES) + a22, _lane_sum(acc, 11, _DOT_LANES) + a23)
+    _store4(z, b0 + 3, n0, bias, _lane_sum(acc, 12, _DOT_LANES) + a30, _lane_sum(acc, 13, _DOT_LANES) + a31,
+            _lane_sum(acc, 14, _DOT_LANES) + a32, _lane_sum(acc, 15, _DOT_LANES) + a33)
 
 
 @_cpu_jit(inline="always")
@@ -259,14 +305,14 @@ def _outer8x32(V, panel, bias, b0, n0, lo, hi, z):
         w = panel[lo + m]
         for j in range(32):
             k = w[j]
-            acc[0, j] += x0 * k
-            acc[1, j] += x1 * k
-            acc[2, j] += x2 * k
-            acc[3, j] += x3 * k
-            acc[4, j] += x4 * k
-            acc[5, j] += x5 * k
-            acc[6, j] += x6 * k
-            acc[7, j] += x7 * k
+            acc[0, j] = _fma(x0, k, acc[0, j])
+            acc[1, j] = _fma(x1, k, acc[1, j])
+            acc[2, j] = _fma(x2, k, acc[2, j])
+            acc[3, j] = _fma(x3, k, acc[3, j])
+            acc[4, j] = _fma(x4, k, acc[4, j])
+            acc[5, j] = _fma(x5, k, acc[5, j])
+            acc[6, j] = _fma(x6, k, acc[6, j])
+            acc[7, j] = _fma(x7, k, acc[7, j])
     c = bias[n0:n0 + 32]
     for r in range(8):
         zr = z[b0 + r, n0:n0 + 32]
@@ -276,17 +322,40 @@ def _outer8x32(V, panel, bias, b0, n0, lo, hi, z):
 
 @_cpu_jit(inline="always")
 def _tile2x4(V, K, bias, b0, n0, lo, hi, z):
-    """Two batch rows × 4 neurons: the tile for CPUs with 16 vector registers (AVX2)."""
+    """Two batch rows × 4 neurons: the tile for CPUs with 16 vector registers (AVX2); lanes as
+    in :func:`_tile4x4`."""
     v0, v1 = V[b0, lo:hi], V[b0 + 1, lo:hi]
     k0, k1, k2, k3 = K[n0, lo:hi], K[n0 + 1, lo:hi], K[n0 + 2, lo:hi], K[n0 + 3, lo:hi]
-    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = z.dtype.type(0)
-    for m in range(hi - lo):
+    zero = z.dtype.type(0)
+    acc = carray(_stack_empty(_DOT_ACC8, z), (8, _DOT_LANES))
+    for l in range(_DOT_LANES):
+        acc[0, l] = acc[1, l] = acc[2, l] = acc[3, l] = zero
+        acc[4, l] = acc[5, l] = acc[6, l] = acc[7, l] = zero
+    L = hi - lo
+    whole = L - L % _DOT_LANES
+    for m0 in range(0, whole, _DOT_LANES):
+        for l in range(_DOT_LANES):
+            m = m0 + l
+            x0, x1 = v0[m], v1[m]
+            w0, w1, w2, w3 = k0[m], k1[m], k2[m], k3[m]
+            acc[0, l] = _fma(x0, w0, acc[0, l])
+            acc[1, l] = _fma(x0, w1, acc[1, l])
+            acc[2, l] = _fma(x0, w2, acc[2, l])
+            acc[3, l] = _fma(x0, w3, acc[3, l])
+            acc[4, l] = _fma(x1, w0, acc[4, l])
+            acc[5, l] = _fma(x1, w1, acc[5, l])
+            acc[6, l] = _fma(x1, w2, acc[6, l])
+            acc[7, l] = _fma(x1, w3, acc[7, l])
+    a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = zero
+    for m in range(whole, L):
         x0, x1 = v0[m], v1[m]
         w0, w1, w2, w3 = k0[m], k1[m], k2[m], k3[m]
-        a00 += x0 * w0; a01 += x0 * w1; a02 += x0 * w2; a03 += x0 * w3  # noqa: E702
-        a10 += x1 * w0; a11 += x1 * w1; a12 += x1 * w2; a13 += x1 * w3  # noqa: E702
-    _store4(z, b0, n0, bias, a00, a01, a02, a03)
-    _store4(z, b0 + 1, n0, bias, a10, a11, a12, a13)
+        a00 = _fma(x0, w0, a00); a01 = _fma(x0, w1, a01); a02 = _fma(x0, w2, a02); a03 = _fma(x0, w3, a03)  # noqa: E702
+        a10 = _fma(x1, w0, a10); a11 = _fma(x1, w1, a11); a12 = _fma(x1, w2, a12); a13 = _fma(x1, w3, a13)  # noqa: E702
+    _store4(z, b0, n0, bias, _lane_sum(acc, 0, _DOT_LANES) + a00, _lane_sum(acc, 1, _DOT_LANES) + a01,
+            _lane_sum(acc, 2, _DOT_LANES) + a02, _lane_sum(acc, 3, _DOT_LANES) + a03)
+    _store4(z, b0 + 1, n0, bias, _lane_sum(acc, 4, _DOT_LANES) + a10, _lane_sum(acc, 5, _DOT_LANES) + a11,
+            _lane_sum(acc, 6, _DOT_LANES) + a12, _lane_sum(acc, 7, _DOT_LANES) + a13)
 
 
 @_cpu_jit(inline="always")
@@ -294,11 +363,26 @@ def _tile1x4(V, K, bias, b, n0, lo, hi, z):
     """One batch row × 4 neurons (the rows left over by 4×4 tiles; all of B = 1…3)."""
     v = V[b, lo:hi]
     k0, k1, k2, k3 = K[n0, lo:hi], K[n0 + 1, lo:hi], K[n0 + 2, lo:hi], K[n0 + 3, lo:hi]
-    a0 = a1 = a2 = a3 = z.dtype.type(0)
-    for m in range(hi - lo):
+    zero = z.dtype.type(0)
+    acc = carray(_stack_empty(_DOT_ACC4, z), (4, _DOT_LANES))
+    for l in range(_DOT_LANES):
+        acc[0, l] = acc[1, l] = acc[2, l] = acc[3, l] = zero
+    L = hi - lo
+    whole = L - L % _DOT_LANES
+    for m0 in range(0, whole, _DOT_LANES):
+        for l in range(_DOT_LANES):
+            m = m0 + l
+            x = v[m]
+            acc[0, l] = _fma(x, k0[m], acc[0, l])
+            acc[1, l] = _fma(x, k1[m], acc[1, l])
+            acc[2, l] = _fma(x, k2[m], acc[2, l])
+            acc[3, l] = _fma(x, k3[m], acc[3, l])
+    a0 = a1 = a2 = a3 = zero
+    for m in range(whole, L):
         x = v[m]
-        a0 += x * k0[m]; a1 += x * k1[m]; a2 += x * k2[m]; a3 += x * k3[m]  # noqa: E702
-    _store4(z, b, n0, bias, a0, a1, a2, a3)
+        a0 = _fma(x, k0[m], a0); a1 = _fma(x, k1[m], a1); a2 = _fma(x, k2[m], a2); a3 = _fma(x, k3[m], a3)  # noqa: E702
+    _store4(z, b, n0, bias, _lane_sum(acc, 0, _DOT_LANES) + a0, _lane_sum(acc, 1, _DOT_LANES) + a1,
+            _lane_sum(acc, 2, _DOT_LANES) + a2, _lane_sum(acc, 3, _DOT_LANES) + a3)
 
 
 @_cpu_jit(inline="always")
@@ -306,10 +390,19 @@ def _tile_single(V, K, bias, b, n, lo, hi, z):
     """One batch row × one neuron (the neurons left over by 4-neuron groups)."""
     v = V[b, lo:hi]
     k = K[n, lo:hi]
-    a = z.dtype.type(0)
-    for m in range(hi - lo):
-        a += v[m] * k[m]
-    z[b, n] = a + bias[n]
+    zero = z.dtype.type(0)
+    acc = carray(_stack_empty(_DOT_LANES, z), (1, _DOT_LANES))
+    for l in range(_DOT_LANES):
+        acc[0, l] = zero
+    L = hi - lo
+    whole = L - L % _DOT_LANES
+    for m0 in range(0, whole, _DOT_LANES):
+        for l in range(_DOT_LANES):
+            acc[0, l] = _fma(v[m0 + l], k[m0 + l], acc[0, l])
+    a = zero
+    for m in range(whole, L):
+        a = _fma(v[m], k[m], a)
+    z[b, n] = (_lane_sum(acc, 0, _DOT_LANES) + a) + bias[n]
 
 
 @_cpu_jit(inline="always")
@@ -402,6 +495,24 @@ def _agents(z, y, alpha, xi, v_old, v_new, leak, scale, act):
         v_new[i] = (one - leak[i]) * v_old[i] + leak[i] * a
 
 
+@_cpu_jit(inline="always")
+def _abs_sum(x):
+    """Σ|x| in _DOT_LANES partial sums, then pairwise (``lane_sum``) plus the remainder."""
+    zero = x.dtype.type(0)
+    acc = carray(_stack_empty(_DOT_LANES, x), (1, _DOT_LANES))
+    for l in range(_DOT_LANES):
+        acc[0, l] = zero
+    n = x.shape[0]
+    whole = n - n % _DOT_LANES
+    for i0 in range(0, whole, _DOT_LANES):
+        for l in range(_DOT_LANES):
+            acc[0, l] += abs(x[i0 + l])
+    rest = zero
+    for i in range(whole, n):
+        rest += abs(x[i])
+    return _lane_sum(acc, 0, _DOT_LANES) + rest
+
+
 @_cpu_jit()
 def _activate_row(tau, b, u, leak, xi, n_inputs, activation, inhibition, kappa, pulse, Vc, z, y,
                   alpha):
@@ -410,10 +521,7 @@ def _activate_row(tau, b, u, leak, xi, n_inputs, activation, inhibition, kappa, 
     zr = z[tau, b]
     scale = zr.dtype.type(1)
     if inhibition == 1:
-        s = zr.dtype.type(0)
-        agents = zr[n_inputs:]
-        for i in range(N - n_inputs):
-            s += abs(agents[i])
+        s = _abs_sum(zr[n_inputs:])
         scale = zr.dtype.type(1.0 / (1.0 + kappa * s / (N - n_inputs)))
     for n in range(n_inputs):  # sensors: not agents, no noise; clamped or leaky (pulse)
         yy = zr[n] * scale

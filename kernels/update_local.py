@@ -59,6 +59,7 @@ except ImportError:  # pragma: no cover
 from leaky.errors import ConfigError
 from leaky.kernels.scalar import FASTMATH as _FAST
 from leaky.kernels.scalar import compiled
+from leaky.kernels.scalar import fmuladd as _fma
 from leaky.kernels.scalar import stack_empty as _stack_empty
 from leaky.kernels.scalar import tanh32 as _tanh32
 from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
@@ -267,6 +268,77 @@ def dopamine_td(w_v, c_v, x, x_next, r, cont, lr):
     w_v += (lr / count) * (delta.reshape(-1) @ x.reshape(-1, N))
     c_v += (lr / count) * delta.sum()
     return delta
+
+
+def record_slices(tau, T: int) -> np.ndarray:
+    """The slice whose transition :func:`critic_values` reports for each neuron: ``tau[n]``
+    (``causal``), or the last one, ``T - 1``, the internal step that receives the reward
+    (``internal``: ``tau[n] = -1``)."""
+    tau = tau.get() if hasattr(tau, "get") else np.asarray(tau)   # CuPy: to the host
+    return np.where(tau < 0, T - 1, tau)
+
+
+def critic_values(tr: Transitions, delta, tau, mask, theta, theta_bar, n_inputs, activation,
+                  cfg: UpdateConfig, xp):
+    """Every neuron's critic value and TD error on its transition of each batch row, as the
+    update about to learn from them computes them (the critic before the step).
+
+    ``baseline="own"``: ``q = Q_n(x, α)`` and ``δ = r + cont·Q̄_n(x', μ_n(x')) − Q_n(x, α)``
+    (the advantage or linear family of the module docstring). ``baseline="dopamine"``: ``q`` is
+    the neuron's advantage ``A_n(x, α)`` and ``δ`` its residual ``δ_shared − A_n``, what it
+    regresses. The transition of neuron n is that of slice :func:`record_slices`.
+
+    Parameters
+    ----------
+    tr : Transitions (T, B, N), as the update takes them
+    delta : (T, B) the shared TD error (``dopamine``; else unused, may be None)
+    tau, mask, theta, theta_bar, n_inputs, activation : as :func:`update_local_reference`
+    cfg : UpdateConfig (family, view, baseline)
+    xp : the arrays' module (NumPy or CuPy)
+
+    Returns
+    -------
+    q, td : (B, N) arrays of the transitions' dtype; NaN in the sensor columns.
+    """
+    family, view, baseline, _ = cfg.codes
+    T, B, N = tr.V.shape
+    lay = critic_layout(N)
+    dt = tr.V.dtype
+    q = xp.full((B, N), np.nan, dtype=dt)
+    td = xp.full((B, N), np.nan, dtype=dt)
+    act = {0: xp.tanh, 1: lambda v: xp.maximum(v, 0), 2: lambda v: v}[int(activation)]
+    slices = record_slices(tau, T)
+    agents = np.arange(int(n_inputs), N)
+    for t in np.unique(slices[agents]):
+        idx_np = agents[slices[agents] == t]
+        idx = xp.asarray(idx_np)
+        feat = (mask[idx] != 0).astype(dt) if view == 1 else xp.ones((idx_np.size, N), dtype=dt)
+        th, thb = theta[idx].astype(dt), theta_bar[idx].astype(dt)
+        X, Xn = tr.V[t], tr.V_next[t]
+        a = tr.alpha[t][:, idx]
+        d = a - act(tr.y[t][:, idx])
+        c, u, h = th[:, lay.c], th[:, lay.u], th[:, lay.h]
+        px = X @ (th[:, lay.p] * feat).T
+        if family == 1:
+            A = d * (u + px) + 0.5 * h * d * d
+        else:
+            A = u * d
+        if baseline == 1:
+            Q, e = A, xp.asarray(delta, dtype=dt)[t][:, None] - A
+        else:
+            wx = X @ (th[:, lay.w] * feat).T
+            wbx = Xn @ (thb[:, lay.w] * feat).T
+            cont = tr.cont[t][:, None]
+            if family == 1:
+                Q = wx + c + A
+                boot = wbx + thb[:, lay.c]
+            else:
+                Q = wx + u * a + c
+                boot = wbx + thb[:, lay.u] * act(tr.y_next[t][:, idx]) + thb[:, lay.c]
+            e = tr.reward[t][:, None] + cont * boot - Q
+        q[:, idx] = Q
+        td[:, idx] = e
+    return q, td
 
 
 def _masks(family, view, baseline, mask_row):
@@ -530,14 +602,14 @@ def _outer_nn(A, s0, P, L, out):
         w = P[m]
         for j in range(32):
             k = w[j]
-            acc[0, j] += x0 * k
-            acc[1, j] += x1 * k
-            acc[2, j] += x2 * k
-            acc[3, j] += x3 * k
-            acc[4, j] += x4 * k
-            acc[5, j] += x5 * k
-            acc[6, j] += x6 * k
-            acc[7, j] += x7 * k
+            acc[0, j] = _fma(x0, k, acc[0, j])
+            acc[1, j] = _fma(x1, k, acc[1, j])
+            acc[2, j] = _fma(x2, k, acc[2, j])
+            acc[3, j] = _fma(x3, k, acc[3, j])
+            acc[4, j] = _fma(x4, k, acc[4, j])
+            acc[5, j] = _fma(x5, k, acc[5, j])
+            acc[6, j] = _fma(x6, k, acc[6, j])
+            acc[7, j] = _fma(x7, k, acc[7, j])
     for r in range(8):
         o = out[s0 + r]
         for j in range(32):
@@ -564,14 +636,14 @@ def _outer_tn(E, c0, A, r0, m0, S, out, o0):
         a = A[r0 + s, m0:m0 + 32]
         for j in range(32):
             k = a[j]
-            acc[0, j] += e0 * k
-            acc[1, j] += e1 * k
-            acc[2, j] += e2 * k
-            acc[3, j] += e3 * k
-            acc[4, j] += e4 * k
-            acc[5, j] += e5 * k
-            acc[6, j] += e6 * k
-            acc[7, j] += e7 * k
+            acc[0, j] = _fma(e0, k, acc[0, j])
+            acc[1, j] = _fma(e1, k, acc[1, j])
+            acc[2, j] = _fma(e2, k, acc[2, j])
+            acc[3, j] = _fma(e3, k, acc[3, j])
+            acc[4, j] = _fma(e4, k, acc[4, j])
+            acc[5, j] = _fma(e5, k, acc[5, j])
+            acc[6, j] = _fma(e6, k, acc[6, j])
+            acc[7, j] = _fma(e7, k, acc[7, j])
     for r in range(8):
         o = out[c0 + r, o0:o0 + 32]
         for j in range(32):
@@ -593,14 +665,14 @@ def _outer_nn8(A, s0, P, L, out):
         w = P[m]
         for j in range(8):
             k = w[j]
-            acc[0, j] += x0 * k
-            acc[1, j] += x1 * k
-            acc[2, j] += x2 * k
-            acc[3, j] += x3 * k
-            acc[4, j] += x4 * k
-            acc[5, j] += x5 * k
-            acc[6, j] += x6 * k
-            acc[7, j] += x7 * k
+            acc[0, j] = _fma(x0, k, acc[0, j])
+            acc[1, j] = _fma(x1, k, acc[1, j])
+            acc[2, j] = _fma(x2, k, acc[2, j])
+            acc[3, j] = _fma(x3, k, acc[3, j])
+            acc[4, j] = _fma(x4, k, acc[4, j])
+            acc[5, j] = _fma(x5, k, acc[5, j])
+            acc[6, j] = _fma(x6, k, acc[6, j])
+            acc[7, j] = _fma(x7, k, acc[7, j])
     for r in range(8):
         o = out[s0 + r]
         for j in range(8):

@@ -67,6 +67,7 @@ from leaky.kernels.scalar import FASTMATH as _FAST
 from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
 from leaky.kernels.scalar import compiled as _compiled
 from leaky.kernels.scalar import cuda_jit as _cuda_jit
+from leaky.kernels.scalar import fmuladd as _fma
 from leaky.kernels.scalar import stack_empty as _stack_empty
 from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
 from leaky.kernels.scalar import tanh32 as _tanh32
@@ -288,6 +289,53 @@ def _backward_np(row, h1, h2, N, H):
     g2 = w3 * (1.0 - h2 * h2)
     g1 = (g2 @ W2) * (1.0 - h1 * h1)
     return g1, g2
+
+
+def critic_values(tr, tau, mask, theta, theta_bar, n_inputs, activation, view, xp):
+    """Every neuron's critic value ``Q_n(x, α)`` and TD error ``δ = r + cont·Q̄_n(x', μ_n(x'))
+    − Q_n(x, α)`` on its transition of each batch row, with the critics before the update
+    (the record of ``leaky.local``; the slice of neuron n is ``update_local.record_slices``).
+
+    Parameters
+    ----------
+    tr : ``update_local.Transitions`` (T, B, N)
+    tau, mask, theta, theta_bar, n_inputs, activation : as :func:`update_mlp_reference`
+    view : {"all", "presynaptic"}
+    xp : the arrays' module (NumPy or CuPy)
+
+    Returns
+    -------
+    q, td : (B, N) arrays of the transitions' dtype; NaN in the sensor columns.
+    """
+    from leaky.kernels.update_local import record_slices
+
+    T, B, N = tr.V.shape
+    H = mlp_hidden(N, theta.shape[1])
+    dt = tr.V.dtype
+    q = xp.full((B, N), np.nan, dtype=dt)
+    td = xp.full((B, N), np.nan, dtype=dt)
+    act = {0: xp.tanh, 1: lambda v: xp.maximum(v, 0), 2: lambda v: v}[int(activation)]
+    slices = record_slices(tau, T)
+    agents = np.arange(int(n_inputs), N)
+
+    def forward(rows, X, a, feat):
+        """Q of critics ``rows`` (k, P) at features X (B, N) masked per critic, actions a (B, k)."""
+        p = unpack_mlp(rows, H)
+        W1 = p["W1"]
+        h1 = xp.tanh(xp.einsum("bj,khj->bkh", X, W1[:, :, :N] * feat[:, None, :])
+                     + W1[:, :, N][None] * a[:, :, None] + p["b1"][None])
+        h2 = xp.tanh(xp.einsum("bkj,khj->bkh", h1, p["W2"]) + p["b2"][None])
+        return xp.einsum("bkh,kh->bk", h2, p["w3"]) + p["b3"][None]
+
+    for t in np.unique(slices[agents]):
+        idx_np = agents[slices[agents] == t]
+        idx = xp.asarray(idx_np)
+        feat = ((mask[idx] != 0) if view == "presynaptic" else xp.ones((idx_np.size, N), bool)).astype(dt)
+        Q = forward(theta[idx].astype(dt), tr.V[t], tr.alpha[t][:, idx], feat)
+        Qbar = forward(theta_bar[idx].astype(dt), tr.V_next[t], act(tr.y_next[t][:, idx]), feat)
+        q[:, idx] = Q
+        td[:, idx] = tr.reward[t][:, None] + tr.cont[t][:, None] * Qbar - Q
+    return q, td
 
 
 def update_mlp_reference(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias,
@@ -594,22 +642,22 @@ def _panel_tile(XP, xb, lo, P, L, kb, OP, ob):
         w12, w13, w14, w15 = w[12], w[13], w[14], w[15]
         for r in range(16):
             v = x[r]
-            acc[0, r] += w0 * v
-            acc[1, r] += w1 * v
-            acc[2, r] += w2 * v
-            acc[3, r] += w3 * v
-            acc[4, r] += w4 * v
-            acc[5, r] += w5 * v
-            acc[6, r] += w6 * v
-            acc[7, r] += w7 * v
-            acc[8, r] += w8 * v
-            acc[9, r] += w9 * v
-            acc[10, r] += w10 * v
-            acc[11, r] += w11 * v
-            acc[12, r] += w12 * v
-            acc[13, r] += w13 * v
-            acc[14, r] += w14 * v
-            acc[15, r] += w15 * v
+            acc[0, r] = _fma(w0, v, acc[0, r])
+            acc[1, r] = _fma(w1, v, acc[1, r])
+            acc[2, r] = _fma(w2, v, acc[2, r])
+            acc[3, r] = _fma(w3, v, acc[3, r])
+            acc[4, r] = _fma(w4, v, acc[4, r])
+            acc[5, r] = _fma(w5, v, acc[5, r])
+            acc[6, r] = _fma(w6, v, acc[6, r])
+            acc[7, r] = _fma(w7, v, acc[7, r])
+            acc[8, r] = _fma(w8, v, acc[8, r])
+            acc[9, r] = _fma(w9, v, acc[9, r])
+            acc[10, r] = _fma(w10, v, acc[10, r])
+            acc[11, r] = _fma(w11, v, acc[11, r])
+            acc[12, r] = _fma(w12, v, acc[12, r])
+            acc[13, r] = _fma(w13, v, acc[13, r])
+            acc[14, r] = _fma(w14, v, acc[14, r])
+            acc[15, r] = _fma(w15, v, acc[15, r])
     op = OP[ob]
     for j in range(16):
         o = op[kb + j]
@@ -635,14 +683,14 @@ def _grad_tile(E, k0, X, x0, c0, S, out, i0):
         x = X[x0 + s, c0:c0 + 32]
         for j in range(32):
             k = x[j]
-            acc[0, j] += e0 * k
-            acc[1, j] += e1 * k
-            acc[2, j] += e2 * k
-            acc[3, j] += e3 * k
-            acc[4, j] += e4 * k
-            acc[5, j] += e5 * k
-            acc[6, j] += e6 * k
-            acc[7, j] += e7 * k
+            acc[0, j] = _fma(e0, k, acc[0, j])
+            acc[1, j] = _fma(e1, k, acc[1, j])
+            acc[2, j] = _fma(e2, k, acc[2, j])
+            acc[3, j] = _fma(e3, k, acc[3, j])
+            acc[4, j] = _fma(e4, k, acc[4, j])
+            acc[5, j] = _fma(e5, k, acc[5, j])
+            acc[6, j] = _fma(e6, k, acc[6, j])
+            acc[7, j] = _fma(e7, k, acc[7, j])
     for r in range(8):
         o = out[k0 + r, i0:i0 + 32]
         for j in range(32):
@@ -663,15 +711,15 @@ def _row_tile(q, X, x0, S, c0, out, o0):
         x0r, x1r = X[x0 + j, c0:c0 + 32], X[x0 + j + 1, c0:c0 + 32]
         x2r, x3r = X[x0 + j + 2, c0:c0 + 32], X[x0 + j + 3, c0:c0 + 32]
         for c in range(32):
-            acc[0, c] += q0 * x0r[c]
-            acc[1, c] += q1 * x1r[c]
-            acc[2, c] += q2 * x2r[c]
-            acc[3, c] += q3 * x3r[c]
+            acc[0, c] = _fma(q0, x0r[c], acc[0, c])
+            acc[1, c] = _fma(q1, x1r[c], acc[1, c])
+            acc[2, c] = _fma(q2, x2r[c], acc[2, c])
+            acc[3, c] = _fma(q3, x3r[c], acc[3, c])
     for j in range(S4, S):
         qj = q[j]
         xr = X[x0 + j, c0:c0 + 32]
         for c in range(32):
-            acc[0, c] += qj * xr[c]
+            acc[0, c] = _fma(qj, xr[c], acc[0, c])
     o = out[o0:o0 + 32]
     for c in range(32):
         o[c] = (acc[0, c] + acc[1, c]) + (acc[2, c] + acc[3, c])

@@ -8,18 +8,23 @@
 ((2, 1), (3, 2, 20))
 """
 
-from leaky.backend import Backend, get_backend, gpu_available, to_numpy
-from leaky.config import NetworkConfig
-from leaky.errors import ConfigError, DivergenceError, InputError, LeakyError, TraceError
-from leaky.network import Network, StepCache
-from leaky.trace import Trace, TraceReader, export_minari, open_trace
-from leaky.train import TrainConfig, TrainResult
+from leaky import threads as _threads
+
+_threads.configure()  # BLAS on one thread unless the user says otherwise (leaky/threads.py)
+
+from leaky.backend import Backend, get_backend, gpu_available, to_numpy  # noqa: E402
+from leaky.config import NetworkConfig  # noqa: E402
+from leaky.errors import ConfigError, DivergenceError, InputError, LeakyError, TraceError  # noqa: E402
+from leaky.network import Network, StepCache  # noqa: E402
+from leaky.trace import Trace, TraceReader, export_minari, open_trace  # noqa: E402
+from leaky.threads import blas_threads, set_blas_threads  # noqa: E402
+from leaky.train import TrainConfig, TrainResult  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "ConfigError", "DivergenceError", "InputError", "LeakyError", "Network",
     "NetworkConfig", "StepCache", "Trace", "TraceError", "TraceReader", "export_minari", "open_trace", "TrainConfig", "TrainResult", "get_backend",
-    "gpu_available", "to_numpy",
+    "gpu_available", "to_numpy", "blas_threads", "set_blas_threads",
     "__version__",
 ]

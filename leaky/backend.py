@@ -76,10 +76,32 @@ class Generator:
 
     def __init__(self, backend: Backend, seed):
         self.backend = backend
+        self.seed = seed
         if backend.on_gpu:
             self._rng = backend.xp.random.default_rng(seed)
         else:
             self._rng = np.random.default_rng(seed)
+
+    def state(self):
+        """The generator's state as uint64 words (NumPy's PCG64), or None on a GPU (CuPy's
+        generators expose none): what a checkpoint keeps."""
+        if self.backend.on_gpu:
+            return None
+        from leaky.rngstate import pcg64_words
+
+        return pcg64_words(self._rng)
+
+    def set_state(self, words, resume_key: int = 0) -> None:
+        """Continue from :meth:`state`'s ``words``; on a GPU (or without words) draw a fresh
+        stream spawned from the seed and ``resume_key`` instead."""
+        from leaky.rngstate import int_seed, set_pcg64_words
+
+        if words is not None and not self.backend.on_gpu:
+            set_pcg64_words(self._rng, words)
+            return
+        seq = np.random.SeedSequence(int(self.seed), spawn_key=(int(resume_key),))
+        xp = self.backend.xp if self.backend.on_gpu else np
+        self._rng = xp.random.default_rng(int_seed(seq))
 
     def standard_normal(self, size):
         return self._rng.standard_normal(size, dtype=self.backend.dtype)

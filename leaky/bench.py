@@ -1204,8 +1204,11 @@ SUITES: dict[str, Callable[..., list]] = {
 def machine() -> dict:
     import numba
 
+    from leaky.threads import blas_threads
+
     info = {"python": sys.version.split()[0], "numpy": np.__version__, "numba": numba.__version__,
-            "threads": numba.get_num_threads(), "platform": platform.platform(), "cpu": _cpu_model(),
+            "threads": numba.get_num_threads(), "blas_threads": blas_threads(),
+            "platform": platform.platform(), "cpu": _cpu_model(),
             "date": time.strftime("%Y-%m-%d"), "cpu_idle": _cpu_idle()}
     if gpu_available():
         import cupy as cp
@@ -1290,6 +1293,12 @@ def run(args) -> int:
 
         known = [s for s in SUITES if s != "trace" or _trace_module() is not None]
         raise ConfigError(f"bench: unknown suite(s) {unknown}; expected some of {known}")
+    import numba
+
+    from leaky import threads
+
+    if not threads.user_chose():   # SGEMM ceilings on the kernels' threads (leaky/threads.py)
+        threads.set_blas_threads(numba.get_num_threads())
     info = machine()   # before the suites: cpu_idle says whether others were using the machine
     rows: list[Row] = []
     trace_rows: list[dict] = []

@@ -43,6 +43,9 @@ from leaky.errors import ConfigError, DivergenceError, InputError
 from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS
 from leaky.network import Network
 from leaky.optim import Adam
+from leaky.records import CriticRecord, broadcast_to_agents
+from leaky.rngstate import int_seed, pcg64_words, set_pcg64_words
+from leaky.validate import Choice, Int, Ints, Real, check_fields
 from leaky.replay import ReplayBuffer
 
 # ---------------------------------------------------------------------------------------------
@@ -412,37 +415,26 @@ class DDPGConfig:
     seed: int = 0
 
     def __post_init__(self):
-        def fail(name, expected):
-            raise ConfigError(f"DDPGConfig.{name}: got {getattr(self, name)!r}, "
-                              f"expected {expected}")
-
-        if not 0.0 <= self.gamma <= 1.0:
-            fail("gamma", "a value in [0, 1]")
-        if not 0.0 < self.tau <= 1.0:
-            fail("tau", "a value in (0, 1]")
-        for name in ("actor_lr", "critic_lr"):
-            if not (getattr(self, name) > 0 and np.isfinite(getattr(self, name))):
-                fail(name, "a finite value > 0")
-        for name in ("batch_size", "buffer_size", "updates_per_step", "policy_delay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                fail(name, "a positive int")
-        if isinstance(self.learning_starts, bool) or self.learning_starts < 0:
-            fail("learning_starts", "an int >= 0")
-        if self.noise not in NOISES:
-            fail("noise", f"one of {list(NOISES)}")
-        if not (self.noise_std >= 0 and np.isfinite(self.noise_std)):
-            fail("noise_std", "a finite value >= 0")
+        check_fields(self, self.RULES)
         if not 0.0 < self.ou_theta * self.ou_dt <= 1.0:
-            fail("ou_theta", "ou_theta·ou_dt in (0, 1]")
-        hidden = tuple(int(h) for h in self.hidden)
-        if not hidden or min(hidden) < 1:
-            fail("hidden", "one or more positive widths")
-        object.__setattr__(self, "hidden", hidden)
+            raise ConfigError(f"DDPGConfig.ou_theta: got {self.ou_theta!r} with ou_dt = {self.ou_dt!r}, "
+                              "expected ou_theta·ou_dt in (0, 1]")
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+
+# One rule per field of DDPGConfig (leaky/validate.py); a subclass's config adds its own.
+DDPG_RULES = {
+    "gamma": Real(0.0, 1.0), "tau": Real(0.0, 1.0, low_open=True),
+    "actor_lr": Real(low=0.0, low_open=True), "critic_lr": Real(low=0.0, low_open=True),
+    "batch_size": Int(low=1), "buffer_size": Int(low=1), "noise": Choice(NOISES),
+    "noise_std": Real(low=0.0), "ou_theta": Real(low=0.0, low_open=True),
+    "ou_dt": Real(low=0.0, low_open=True), "learning_starts": Int(low=0),
+    "updates_per_step": Int(low=1), "policy_delay": Int(low=1), "hidden": Ints(low=1, min_len=1),
+    "seed": Int(low=0),
+}
+DDPGConfig.RULES = DDPG_RULES   # a subclass with more fields: {**DDPG_RULES, ...}
 
 # The settings every comparison in docs/results.md uses (a 128-128 critic: a third of the default
 # 400-300's compute; it solves Pendulum-v1 anyway), also the main job's and `leaky bench solve`'s.
@@ -503,6 +495,9 @@ class DDPGLearner:
         self._sample_rng = xp.random.default_rng(_int_seed(sample_seed))
         self._ou = None  # (B, d_act) OU state, made at the first exploring act
         self.n_updates = 0
+        self.record_critic = False   # observe() records Q(s, a) and δ for the trace
+        self.last_cache = None       # the last act's StepCache (the trace's voltages="all")
+        self._critic_record = None
 
     @property
     def xp(self):
@@ -531,7 +526,7 @@ class DDPGLearner:
         V_next : (B, N) voltages to carry into the next step (greedy forward, noise-free)
         action : (B, d_act) backend array (``leaky.to_numpy`` before ``env.step``)
         """
-        V_next, action, _ = self.net.step(V, obs)
+        V_next, action, self.last_cache = self.net.step(V, obs)
         if not explore:
             return V_next, action
         xp, dtype = self.xp, self.backend.dtype
@@ -576,10 +571,39 @@ class DDPGLearner:
                              f"{truncated_np.shape} entries, expected ({B},)")
         self.buffer.add(obs, action, reward, next_obs, terminated_np.astype(np.float64),
                         V_start, V_next_start)
+        if self.record_critic:
+            q, td = self.critic_values(obs, action, reward, next_obs, terminated_np, V_next_start)
+            self._critic_record = CriticRecord(self.critic_lag, broadcast_to_agents(q, self.n_obs, self.N, self.xp),
+                                               broadcast_to_agents(td, self.n_obs, self.N, self.xp))
         if self._ou is not None and self._ou.shape[0] == B:
             done = terminated_np | truncated_np
             if done.any():
                 self._ou[be.asarray(np.flatnonzero(done), dtype=np.int64)] = 0.0
+
+    # -- the trace's critic record (leaky.records) -------------------------------------------
+
+    critic_lag = 0   # observe() records the transition it stores, at the step it happens
+
+    def critic_values(self, obs, action, reward, next_obs, terminated, V_next_start):
+        """``Q(s, a)`` and the TD error ``δ = r + γ(1 − terminated)·Q'(s', μ'(V', s')) − Q(s, a)``
+        of B transitions, with the critic and the targets as they are now (before the updates
+        of this step): (B,) each. What a trace stores for every agent neuron, since one critic
+        judges the whole network's action."""
+        be, xp, cfg = self.backend, self.xp, self.cfg
+        obs, next_obs = be.asarray(obs), be.asarray(next_obs)
+        action, reward = be.asarray(action), be.asarray(reward)
+        term = be.asarray(np.asarray(to_numpy(terminated), dtype=np.float64).reshape(-1))
+        next_tape = actor_forward(self.actor_params(target=True), be.asarray(V_next_start),
+                                  self.net.encode(next_obs), ell=self.net.delay, xp=xp, **self._flags)
+        q_next, _ = self.critic_target.forward(next_obs, next_tape.action)
+        q, _ = self.critic.forward(obs, action)
+        return q, reward + cfg.gamma * (1.0 - term) * q_next - q
+
+    def critic_record(self):
+        """The :class:`~leaky.records.CriticRecord` of the last :meth:`observe` (None without
+        ``record_critic``), then forgotten."""
+        record, self._critic_record = self._critic_record, None
+        return record
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -739,29 +763,8 @@ class DDPGLearner:
                                          if k.startswith("replay.")})
 
 
-_MASK64 = (1 << 64) - 1
-
-
-def _pcg64_words(rng: np.random.Generator) -> np.ndarray:
-    """A NumPy PCG64 generator's state as six uint64 words (checkpoints hold arrays only)."""
-    st = rng.bit_generator.state
-    if st["bit_generator"] != "PCG64":
-        raise InputError(f"state_dict: cannot save a {st['bit_generator']} generator")
-    s, inc = st["state"]["state"], st["state"]["inc"]
-    return np.array([s >> 64, s & _MASK64, inc >> 64, inc & _MASK64, st["has_uint32"],
-                     st["uinteger"]], dtype=np.uint64)
-
-
-def _set_pcg64_words(rng: np.random.Generator, w: np.ndarray) -> None:
-    w = [int(x) for x in w]
-    rng.bit_generator.state = {"bit_generator": "PCG64",
-                               "state": {"state": (w[0] << 64) | w[1], "inc": (w[2] << 64) | w[3]},
-                               "has_uint32": w[4], "uinteger": w[5]}
-
-
-def _int_seed(seq: np.random.SeedSequence) -> int:
-    """A 63-bit integer seed from a SeedSequence (cupy's default_rng takes ints only)."""
-    return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+# the generator-state helpers live in leaky.rngstate (shared with the online learners)
+_pcg64_words, _set_pcg64_words, _int_seed = pcg64_words, set_pcg64_words, int_seed
 
 
 def _checked(be: Backend, name: str, x, ndim: int):

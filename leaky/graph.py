@@ -338,6 +338,7 @@ class GraphedLocalLearner(LocalLearner):
         self._phase = "observe"
         c = buf.caches[s]
         self.last_noise = buf.xi
+        self.last_cache = c
         return c.V[net.delay].copy(), buf.action.copy()
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated, V_start, V_end):

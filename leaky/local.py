@@ -39,7 +39,8 @@ from leaky.kernels import update_local as ul
 from leaky.kernels.scalar import ACTIVATIONS
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
-from leaky.value import SharedValue, ValueOptions
+from leaky.validate import Bool, Choice, Int, Ints, Real, check_fields
+from leaky.value import VALUE_RULES, SharedValue, ValueOptions
 
 FAMILIES = ("advantage", "linear", "mlp")
 DATA = ("online", "replay")
@@ -113,21 +114,10 @@ class LocalConfig(ValueOptions):
         for name, value in RULE_DEFAULTS[kind].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
-        object.__setattr__(self, "critic_hidden", tuple(int(h) for h in self.critic_hidden))
-        choices = {"family": FAMILIES, "clock": ul.CLOCKS, "data": DATA, "actor_neurons": ("all", "outputs"),
-                   "view": tuple(ul.VIEWS), "baseline": tuple(ul.BASELINES), "optimizer": tuple(ul.OPTIMIZERS)}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected one of {list(allowed)}")
-        self.value_config()  # validates the value options
+        check_fields(self, self.RULES)
         if self.family == "mlp" and self.baseline == "dopamine":
             raise ConfigError("LocalConfig: family='mlp' has its own critics only; expected baseline='own' "
                               "(the dopamine baseline is for the advantage and linear families)")
-        for name in ("noise_std",):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected > 0")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"LocalConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
         if self.rule in SHARED_RULES and self.data != "replay":
             raise ConfigError(f"LocalConfig.data: got {self.data!r}, but rule={self.rule!r} learns its "
                               "shared critic from replay; expected data='replay'")
@@ -138,25 +128,12 @@ class LocalConfig(ValueOptions):
             if self.graph:
                 raise ConfigError(f"LocalConfig.graph=True: rule={self.rule!r} is not captured; expected "
                                   "rule='critic' or 'literal' (or graph=False)")
-            if not 0.0 < self.feedback_rate <= 1.0:
-                raise ConfigError(f"LocalConfig.feedback_rate: got {self.feedback_rate!r}, expected a value in (0, 1]")
-            if int(self.tangents) != self.tangents or (self.rule != "dfa" and self.tangents < 1):
+            if self.rule != "dfa" and self.tangents < 1:
                 raise ConfigError(f"LocalConfig.tangents: got {self.tangents!r}, expected a positive int "
                                   f"(rule={self.rule!r} scores activity tangents)")
-            if self.tangent_dist not in TANGENT_DISTS:
-                raise ConfigError(f"LocalConfig.tangent_dist: got {self.tangent_dist!r}, expected one of "
-                                  f"{list(TANGENT_DISTS)}")
-            if not self.critic_hidden or min(self.critic_hidden) < 1:
-                raise ConfigError(f"LocalConfig.critic_hidden: got {self.critic_hidden!r}, expected one or "
-                                  "more positive widths")
         elif self.shuffle_credit or self.align_every:
             raise ConfigError(f"LocalConfig: shuffle_credit and align_every are diagnostics of the shared-critic "
                               f"rules; got rule={self.rule!r}, expected one of {list(SHARED_RULES)}")
-        if self.lr_actor < 0 or not np.isfinite(self.lr_actor):
-            raise ConfigError(f"LocalConfig.lr_actor: got {self.lr_actor!r}, expected a finite value >= 0")
-        if int(self.align_every) != self.align_every or self.align_every < 0:
-            raise ConfigError(f"LocalConfig.align_every: got {self.align_every!r}, expected an int >= 0 "
-                              "(0: never)")
         if self.graph:
             captured = {"family": ("advantage", "linear"), "baseline": ("own",), "data": ("online",),
                         "actor_neurons": ("all",)}
@@ -164,9 +141,6 @@ class LocalConfig(ValueOptions):
                 if getattr(self, name) not in allowed:
                     raise ConfigError(f"LocalConfig.graph=True: {name}={getattr(self, name)!r} is not captured; "
                                       f"expected {name} in {list(allowed)} (or graph=False)")
-        for name in ("n_features", "mlp_hidden", "replay_size", "batch_size", "updates_per_step"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"LocalConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
 
     @property
     def shared_critic(self) -> bool:
@@ -201,6 +175,24 @@ def make_local_learner(net: Network, cfg: LocalConfig):
 
         return GraphedLocalLearner(net, cfg)
     return LocalLearner(net, cfg)
+
+
+# One rule per field of LocalConfig (leaky/validate.py); a new field needs its rule here.
+LOCAL_RULES = {
+    **VALUE_RULES,
+    "family": Choice(FAMILIES), "clock": Choice(ul.CLOCKS), "view": Choice(ul.VIEWS),
+    "baseline": Choice(ul.BASELINES), "data": Choice(DATA), "optimizer": Choice(ul.OPTIMIZERS),
+    "lr_critic": Real(low=0.0), "lr_actor": Real(low=0.0), "tau_soft": Real(0.0, 1.0),
+    "gamma": Real(0.0, 1.0), "noise_std": Real(low=0.0, low_open=True),
+    "hidden_noise_scale": Real(low=0.0), "reward_scale": Real(low=0.0, low_open=True),
+    "mlp_hidden": Int(low=1), "replay_size": Int(low=1), "batch_size": Int(low=1),
+    "learning_starts": Int(low=0), "updates_per_step": Int(low=1),
+    "actor_neurons": Choice(("all", "outputs")), "graph": Bool(), "seed": Int(low=0),
+    "rule": Choice(RULES), "tangents": Int(low=0), "feedback_rate": Real(0.0, 1.0, low_open=True),
+    "critic_hidden": Ints(low=1, min_len=1), "shuffle_credit": Bool(), "align_every": Int(low=0),
+    "tangent_dist": Choice(TANGENT_DISTS),
+}
+LocalConfig.RULES = LOCAL_RULES   # a subclass with more fields: {**LOCAL_RULES, ...}
 
 
 class LocalLearner(OnlineLearner):
@@ -248,12 +240,33 @@ class LocalLearner(OnlineLearner):
         cfg = self.cfg
         batch = ul.build_transitions(tr.cache, tr.next_cache, tr.reward, tr.terminated, cfg.gamma,
                                      cfg.clock, self.xp)
+        if self.record_critic:
+            self._record(*self.critic_values(batch))
         if self.buffer is not None:
             self.buffer.add(batch)
             if len(self.buffer) < max(cfg.learning_starts, cfg.batch_size):
                 return {}
             batch = self.buffer.sample(cfg.batch_size, self.rng)
         return self._update(batch)
+
+    def critic_values(self, tr: ul.Transitions):
+        """``(q_local, td_error)`` (B, N): each neuron's critic value and TD error on its
+        transition of ``tr`` (B environments), with the critic as it is now, before the update
+        that learns from ``tr`` (``kernels.update_local.critic_values``; the MLP family's in
+        ``kernels.update_mlp``). Rewards are scaled by ``reward_scale`` as the update scales them."""
+        cfg, net = self.cfg, self.net
+        if cfg.reward_scale != 1.0:
+            tr = tr._replace(reward=tr.reward * cfg.reward_scale)
+        if cfg.family == "mlp":
+            from leaky.kernels import update_mlp as um
+
+            return um.critic_values(tr, self.tau, net.mask, self.theta, self.theta_bar,
+                                    net.config.n_inputs, self.activation, cfg.view, self.xp)
+        delta = None
+        if self.value is not None:
+            delta = tr.reward + tr.cont * self.value(tr.V_next) - self.value(tr.V)
+        return ul.critic_values(tr, delta, self.tau, net.mask, self.theta, self.theta_bar,
+                                net.config.n_inputs, self.activation, self.ucfg, self.xp)
 
     def learn_again(self) -> dict:
         if self.buffer is None or len(self.buffer) < max(self.cfg.learning_starts, self.cfg.batch_size):
@@ -303,7 +316,7 @@ class LocalLearner(OnlineLearner):
         be = self.net.backend
         self.adam_step = int(state["adam_step"])
         for k in ("theta", "theta_bar", "adam_m", "adam_v"):
-            setattr(self, k, be.asarray(state[k]))
+            setattr(self, k, be.asarray(state[k]).copy())
         if self.value is not None:
             self.value.load_state_dict(state["value"])
         if self.buffer is not None and "replay" in state:

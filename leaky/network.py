@@ -232,8 +232,8 @@ class Network:
         if K is not None:
             K = self._check_array("K", K, (N, N))
             self.K = K * self.mask
-        if b is not None:
-            self.b = self._check_array("b", b, (N,)).copy()   # never alias the caller's array
+        if b is not None:   # a copy: training changes b in place, never the caller's array
+            self.b = self._check_array("b", b, (N,)).copy()
 
     # -- encoder / decoder ------------------------------------------------------------------
 

@@ -34,7 +34,14 @@ class Transition:
 
 
 class OnlineLearner(ABC):
-    """Base of the local and perturbation learners: noise, one-step-late transitions."""
+    """Base of the local and perturbation learners: noise, one-step-late transitions.
+
+    Critic record (:mod:`leaky.records`): with ``record_critic`` set, :meth:`learn` leaves the
+    per-neuron values of the transition it learns from, which is the previous step's
+    (``critic_lag = 1``); :meth:`critic_record` hands them over once.
+    """
+
+    critic_lag = 1
 
     def __init__(self, net: Network, noise_std: float, seed: int):
         self.net = net
@@ -45,7 +52,10 @@ class OnlineLearner(ABC):
         self._pending: dict | None = None                     # step t, waiting for step t+1
         self._ready: dict | None = None                       # step t-1, complete at update()
         self.last_noise = None
+        self.last_cache = None
         self.updates = 0
+        self.record_critic = False
+        self._critic_record = None
 
     # -- the learner protocol of leaky.train -----------------------------------------------
 
@@ -55,6 +65,7 @@ class OnlineLearner(ABC):
         noise = net.sample_noise(self.rng, B, self.noise_std) if explore and np.max(self.noise_std) > 0 else None
         V_end, action, cache = net.step(V, obs, noise)
         self.last_noise = noise   # (ℓ, B, N) or None: what the trace logs
+        self.last_cache = cache   # the step's internal voltages (the trace's voltages="all")
         if explore:
             self._current = (cache, noise if noise is not None else net.backend.zeros(cache.alpha.shape))
         return V_end, action
@@ -98,13 +109,33 @@ class OnlineLearner(ABC):
         """An update without a new transition (replay learners sample again); {} if none."""
         return {}
 
+    def critic_record(self):
+        """The :class:`~leaky.records.CriticRecord` of the last update (None: none since the
+        last call, or ``record_critic`` is off), then forgotten."""
+        record, self._critic_record = self._critic_record, None
+        return record
+
+    def _record(self, q_local, td_error) -> None:
+        from leaky.records import CriticRecord
+
+        self._critic_record = CriticRecord(self.critic_lag, q_local, td_error)
+
     # -- checkpoints ---------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates}
+        """The counters and the noise generator's state (the noise, and the replay minibatches
+        of a replay learner, continue where they were)."""
+        state = {"updates": self.updates}
+        words = self.rng.state()
+        if words is not None:
+            state["rng"] = words
+        return state
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s state; the transition in flight is not kept (the next
+        update has nothing to learn from, the one after learns the next step's)."""
         self.updates = int(state.get("updates", 0))
+        self.rng.set_state(state.get("rng"), resume_key=self.updates)
         self._pending = self._current = None
         self._ready = None
 

@@ -24,7 +24,9 @@ import numpy as np
 from leaky.errors import ConfigError
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
-from leaky.value import SharedValue, ValueOptions
+from leaky.records import broadcast_to_agents
+from leaky.validate import Int, Real, check_fields
+from leaky.value import VALUE_RULES, SharedValue, ValueOptions
 
 
 @dataclass(frozen=True)
@@ -39,14 +41,17 @@ class PerturbationConfig(ValueOptions):
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("lr", "value_lr", "noise_std"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"PerturbationConfig.{name}: got {getattr(self, name)!r}, expected > 0")
-        self.value_config()
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ConfigError(f"PerturbationConfig.gamma: got {self.gamma!r}, expected in [0, 1]")
+        check_fields(self, self.RULES)
 
 
+# One rule per field of PerturbationConfig (leaky/validate.py).
+PERTURBATION_RULES = {
+    **VALUE_RULES,
+    "lr": Real(low=0.0, low_open=True), "value_lr": Real(low=0.0, low_open=True),
+    "gamma": Real(0.0, 1.0), "noise_std": Real(low=0.0, low_open=True),
+    "max_grad_norm": Real(low=0.0), "seed": Int(low=0),
+}
+PerturbationConfig.RULES = PERTURBATION_RULES   # a subclass with more fields extends them
 
 
 class PerturbationLearner(OnlineLearner):
@@ -64,7 +69,11 @@ class PerturbationLearner(OnlineLearner):
     def learn(self, tr: Transition) -> dict:
         xp, cfg, net = self.xp, self.cfg, self.net
         x, x_next = tr.cache.V[0], tr.next_cache.V[0]
+        value = self.value(x) if self.record_critic else None
         delta = self.value.td(x, x_next, tr.reward, cfg.gamma * (1.0 - tr.terminated))
+        if value is not None:   # one shared value: every agent neuron gets v(x) and δ
+            n_in, N = net.config.n_inputs, net.n_neurons
+            self._record(broadcast_to_agents(value, n_in, N, xp), broadcast_to_agents(delta, n_in, N, xp))
         B = x.shape[0]
         scale = cfg.lr / (B * cfg.noise_std ** 2)
         for tau, idx in self.groups:

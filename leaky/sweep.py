@@ -11,7 +11,9 @@ Every (variant, seed) is one task: a :class:`leaky.train.TrainConfig` made of ``
 variant's fields, ``env``, ``steps`` and the seed. Tasks run in a process pool on this machine
 (``--workers``), or on a Ray cluster with ``--ray`` (``pip install leaky[ray]``). Each finished
 task appends one JSON line to the output file, so an interrupted sweep keeps what it finished
-and ``--resume`` skips those tasks. ``leaky sweep --report OUT.jsonl`` writes a learning-curve
+and ``--resume`` skips those tasks (``--resume --retry-failed`` runs the failed ones again). A
+task that fails for a reason leaky names (a ``LeakyError``: bad options, divergence) is recorded
+with its error; a bug raises and stops the sweep. A sweep whose tasks all failed exits 1. ``leaky sweep --report OUT.jsonl`` writes a learning-curve
 PNG (mean and spread over seeds) and prints a Markdown table of final greedy returns.
 """
 
@@ -41,6 +43,21 @@ def load_spec(path: str) -> dict:
 
 
 def tasks(spec: dict) -> list[dict]:
+    """Every (variant, seed) of ``spec`` as a task; a field that is not a TrainConfig field is
+    refused here, before anything runs (its values are checked by each task's TrainConfig)."""
+    import dataclasses
+
+    from leaky.train import TrainConfig
+
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for where, fields in [("common", spec.get("common", {}))] + [
+            (f"variants.{name}", v) for name, v in spec["variants"].items()]:
+        if not isinstance(fields, dict):
+            raise ConfigError(f"sweep spec {where}: got {fields!r}, expected a mapping of TrainConfig fields")
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ConfigError(f"sweep spec {where}: {unknown} are not TrainConfig fields; expected some of "
+                              f"{sorted(known - {'env', 'steps', 'seed', 'progress'})}")
     out = []
     for name, variant in spec["variants"].items():
         for seed in spec["seeds"]:
@@ -51,29 +68,46 @@ def tasks(spec: dict) -> list[dict]:
 
 
 def run_task(task: dict) -> dict:
-    """One training run; returns its JSON record (never raises: errors are recorded)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    """One training run; returns its JSON record.
+
+    A run that fails for a reason leaky names (a :class:`~leaky.errors.LeakyError`: bad
+    options, divergence, a file it cannot write) is a result too: its record holds ``error``.
+    Anything else is a bug and raises (in a worker process, the sweep re-raises it), and so
+    does Ctrl-C: neither is written to the results file.
+    """
+    from leaky.errors import LeakyError
+    from leaky.threads import blas_threads
     from leaky.train import TrainConfig, train
 
     t0 = time.time()
-    record = {"variant": task["variant"], "seed": task["seed"], "config": task["config"]}
+    record = {"variant": task["variant"], "seed": task["seed"], "config": task["config"],
+              "blas_threads": blas_threads()}   # set when this worker imported leaky
     try:
         cfg = TrainConfig(**{k: tuple(v) if k == "hidden" else v for k, v in task["config"].items()})
         result = train(cfg)
         record.update(evaluations=result.evaluations, final=result.final_eval,
                       train_returns=result.train_returns[-20:], updates=result.updates,
                       update_ms=result.update_seconds / max(1, result.updates) * 1e3, metrics=result.metrics)
-    except Exception as e:  # a failed task is a result too (divergence, bad options)
+    except LeakyError as e:  # a failed task is a result too (divergence, bad options)
         record.update(error=f"{type(e).__name__}: {e}")
     record["seconds"] = time.time() - t0
     return record
 
 
 def run_sweep(spec: dict, out: str, workers: int = 1, use_ray: bool = False, resume: bool = False,
-              only: list[str] | None = None) -> list[dict]:
+              only: list[str] | None = None, retry_failed: bool = False) -> list[dict]:
+    """Run the tasks of ``spec`` (those of the variants ``only``), appending their records to
+    ``out``; with ``resume``, skip the tasks ``out`` holds already, except failed ones when
+    ``retry_failed`` (their new record is appended; the latest record of a task counts)."""
+    if only:
+        unknown = sorted(set(only) - set(spec["variants"]))
+        if unknown:
+            raise ConfigError(f"sweep --only: got {unknown}, which are not variants of the spec; "
+                              f"expected some of {sorted(spec['variants'])}")
     todo = [t for t in tasks(spec) if not only or t["variant"] in only]
     if resume and os.path.exists(out):
-        done = {(r["variant"], r["seed"]) for r in read_records(out)}
+        done = {(r["variant"], r["seed"]) for r in latest(read_records(out))
+                if not (retry_failed and "error" in r)}
         todo = [t for t in todo if (t["variant"], t["seed"]) not in done]
     records = []
     from tqdm.auto import tqdm
@@ -87,7 +121,7 @@ def run_sweep(spec: dict, out: str, workers: int = 1, use_ray: bool = False, res
             bar.set_postfix_str(f"{rec['variant']} seed {rec['seed']}: {rec.get('final', rec.get('error'))}")
 
         if use_ray:
-            import ray
+            ray = _import_ray()
 
             ray.init(ignore_reinit_error=True)
             remote = ray.remote(run_task)
@@ -105,15 +139,47 @@ def run_sweep(spec: dict, out: str, workers: int = 1, use_ray: bool = False, res
     return records
 
 
+def _import_ray():
+    try:
+        import ray
+    except ImportError as e:
+        raise ConfigError(f"sweep --ray: Ray cannot be imported ({e}); expected it installed: "
+                          "pip install 'leaky[ray]' (or run without --ray, on --workers)") from None
+    return ray
+
+
 def read_records(path: str) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The records of a results file (one JSON object per line)."""
+    try:
+        with open(path) as f:
+            lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
+    except OSError as e:
+        raise ConfigError(f"sweep results {path!r}: cannot be read ({e.strerror or e}); expected a "
+                          "JSON-lines file written by leaky sweep --out") from None
+    records = []
+    for i, line in lines:
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"sweep results {path!r}, line {i}: not JSON ({e.msg}); expected one "
+                              "record per line, as leaky sweep --out writes") from None
+    return records
+
+
+def latest(records: list[dict]) -> list[dict]:
+    """The last record of each (variant, seed), in the order they first appear: a retried
+    task's new record replaces its failed one."""
+    last = {}
+    for r in records:
+        last[(r["variant"], r["seed"])] = r
+    return list(last.values())
 
 
 def summarise(records: list[dict]) -> dict:
-    """Per variant: final greedy returns over seeds (mean, std, best) and the curve."""
+    """Per variant: final greedy returns over seeds (mean, std, best) and the curve (the latest
+    record of each task)."""
     by = {}
-    for r in records:
+    for r in latest(records):
         by.setdefault(r["variant"], []).append(r)
     out = {}
     for name, recs in by.items():
@@ -168,17 +234,34 @@ def report(path: str, png: str | None = None, title: str = "") -> str:
 
 def run(args) -> int:
     if args.report:
+        if not os.path.isfile(args.report):
+            raise ConfigError(f"sweep --report: got {args.report!r}, which is not a file; expected a "
+                              "results file written by leaky sweep --out")
         print(report(args.report, args.png, args.title or ""))
         return 0
+    if args.ray:
+        _import_ray()          # before the results file is touched
     if not args.spec or not args.out:
         raise ConfigError("sweep: expected SPEC and --out (or --report FILE)")
+    if args.retry_failed and not args.resume:
+        raise ConfigError("sweep --retry-failed: expected it with --resume (it retries the failed "
+                          "tasks of the results file a resumed sweep continues)")
     spec = load_spec(args.spec)
     records = run_sweep(spec, args.out, workers=args.workers, use_ray=args.ray, resume=args.resume,
-                        only=args.only)
+                        only=args.only, retry_failed=args.retry_failed)
     if args.json:
         print(json.dumps(summarise(records)))
     else:
         print(report(args.out))
+    failed = [r for r in records if "error" in r]
+    if records and len(failed) == len(records):
+        first = failed[0]
+        print(f"leaky sweep: error: all {len(records)} tasks failed; the first, {first['variant']} seed "
+              f"{first['seed']}: {first['error']}", file=sys.stderr)
+        return 1
+    if failed:
+        print(f"leaky sweep: {len(failed)} of {len(records)} tasks failed (their errors are in "
+              f"{args.out}; --resume --retry-failed runs them again)", file=sys.stderr)
     return 0
 
 
@@ -190,6 +273,8 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes on this machine")
     p.add_argument("--ray", action="store_true", help="run the tasks on Ray (leaky[ray])")
     p.add_argument("--resume", action="store_true", help="skip tasks already in --out")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: run the tasks whose record in --out is an error again")
     p.add_argument("--only", nargs="*", help="run only these variants")
     p.add_argument("--report", metavar="JSONL", help="summarise a results file instead of running")
     p.add_argument("--png", help="with --report: write the learning curves here")

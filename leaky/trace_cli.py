@@ -144,6 +144,7 @@ def run_plot(args) -> int:
     from leaky.trace import open_trace
 
     out = Path(args.out) if args.out else Path(args.file).with_name(Path(args.file).stem + "_plots")
+    _check_writable_dir(out, "--out" if args.out else "the default output directory")
     with open_trace(args.file) as tr:
         files = plot_trace(tr, out, episode=args.episode, neurons=args.neurons, dpi=args.dpi)
     if args.json:
@@ -152,6 +153,19 @@ def run_plot(args) -> int:
         for f in files:
             print(f)
     return 0
+
+
+def _check_writable_dir(out: Path, what: str) -> None:
+    """Make ``out`` (and its parents) and write a probe file there, before any work is done."""
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as e:
+        raise InputError(f"plot {what}: cannot write to {str(out)!r} ({e.strerror or e}); expected "
+                         "a directory that exists or can be made, and is writable") from None
 
 
 def plot_trace(tr, out_dir, *, episode: int = -1, neurons=None, dpi: int = 110) -> list[Path]:

@@ -10,11 +10,12 @@ The loop (``train(cfg)``), once per vectorized environment step::
     learner.update()                                       # one update (after learning_starts)
     V = V_end, zeroed for environments whose episode ended
 
-Every learner implements ``act``, ``observe``, ``update``, ``state_dict`` and
-``load_state_dict`` (see :class:`Learner`). A CPU run repeats exactly for a seed. Checkpoints
-are written to a temporary file and renamed; ``resume=True`` continues from the last one
-(weights, optimiser state, replay contents, counters and RNG state; the environments start
-fresh episodes, seeded from the resume step).
+Every learner implements ``act``, ``observe``, ``update``, ``state_dict``, ``load_state_dict``
+and ``critic_record`` (see :class:`Learner`). A CPU run repeats exactly for a seed. Checkpoints
+are written to a temporary file and renamed, periodically, at the end and on Ctrl-C;
+``resume=True`` continues from the last one (weights, optimiser state, replay contents,
+counters and every generator's state; the settings must match, :func:`check_resume`; the
+environments start fresh episodes, :func:`env_seed`). docs/learners.md says what repeats.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -33,12 +36,20 @@ import numpy as np
 from leaky.backend import get_backend, to_numpy
 from leaky.config import NetworkConfig
 from leaky.errors import ConfigError, DivergenceError, InputError
+from leaky.kernels.scalar import ACTIVATIONS
 from leaky.network import Network
+from leaky.validate import Bool, Choice, Dict, Int, Ints, Optional, Real, Text, check_fields, show
 
 LEARNERS = ("local", "ddpg", "perturbation")
 
 
 class Learner(Protocol):
+    """What ``train`` calls. ``record_critic``/``critic_record``: the per-neuron critic data of
+    the trace (:mod:`leaky.records`); a learner without them leaves NaN there."""
+
+    record_critic: bool
+    critic_lag: int
+
     def act(self, V, obs, explore: bool): ...
 
     def observe(self, obs, action, reward, next_obs, terminated, truncated, V_start, V_end): ...
@@ -48,6 +59,8 @@ class Learner(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> None: ...
+
+    def critic_record(self): ...
 
 
 @dataclass(frozen=True)
@@ -94,17 +107,35 @@ class TrainConfig:
     target_return: float | None = None
 
     def __post_init__(self):
-        if self.learner not in LEARNERS:
-            raise ConfigError(f"TrainConfig.learner: got {self.learner!r}, expected one of {list(LEARNERS)}")
-        for name in ("steps", "n_envs", "eval_episodes", "check_every"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"TrainConfig.{name}: got {getattr(self, name)!r}, expected a positive int")
-        if self.topology not in ("layered", "dense", "sparse"):
-            raise ConfigError(f"TrainConfig.topology: got {self.topology!r}, expected layered, dense or sparse")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        check_fields(self, self.RULES)
+        learner_config(self)   # the learner's options are checked now, before anything runs
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+BACKENDS = ("auto", "numpy", "cpu", "cuda")
+TOPOLOGIES = ("layered", "dense", "sparse")
+
+# One rule per field of TrainConfig (leaky/validate.py).
+TRAIN_RULES = {
+    "env": Text(), "learner": Choice(LEARNERS), "steps": Int(low=1), "n_envs": Int(low=1),
+    "seed": Int(low=0), "backend": Choice(BACKENDS), "hidden": Ints(low=1),
+    "topology": Choice(TOPOLOGIES), "neurons": Int(low=1), "delay": Int(low=1),
+    "leak": Real(0.0, 1.0, low_open=True), "activation": Choice(tuple(ACTIVATIONS)),
+    "learner_options": Dict(), "eval_every": Int(low=1), "eval_episodes": Int(low=1),
+    "checkpoint": Optional(Text()), "checkpoint_every": Int(low=1), "resume": Bool(),
+    "trace": Optional(Text()), "trace_options": Dict(), "progress": Bool(), "check_every": Int(low=1),
+    "target_return": Optional(Real()),
+}
+TrainConfig.RULES = TRAIN_RULES   # a subclass with more fields: {**TRAIN_RULES, ...}
+
+# the command-line flag of each TrainConfig field (error messages name the flag a user typed)
+FLAGS = {"env": "--env", "learner": "--learner", "steps": "--steps", "n_envs": "--envs",
+         "seed": "--seed", "backend": "--backend", "hidden": "--hidden", "topology": "--topology",
+         "neurons": "--neurons", "delay": "--delay", "leak": "--leak", "eval_every": "--eval-every",
+         "eval_episodes": "--eval-episodes", "checkpoint": "--checkpoint",
+         "checkpoint_every": "--checkpoint-every", "trace": "--trace", "target_return": "--target-return"}
 
 
 @dataclass
@@ -121,6 +152,7 @@ class TrainResult:
     metrics: list[dict] = field(default_factory=list)   # learner metrics averaged per eval interval
     eval_wall: list[float] = field(default_factory=list)  # wall seconds from the start to each evaluation's end
     timing: dict = field(default_factory=dict)          # wall seconds per phase of the loop (Stopwatch)
+    interrupted: bool = False                           # stopped by Ctrl-C (TrainingInterrupted)
 
     @property
     def final_eval(self) -> float:
@@ -135,6 +167,8 @@ class TrainResult:
                          f"{last['mean']:.1f} ± {last['std']:.1f} at step {last['step']}")
         if self.updates:
             parts.append(f"{self.updates} updates, {self.update_seconds / self.updates * 1e3:.2f} ms each")
+        else:
+            parts.append("0 updates: the learner never learned")
         if self.timing and self.wall_seconds > 0:
             parts.append("time " + " · ".join(f"{k} {v / self.wall_seconds:.0%}" for k, v in self.timing.items()
                                               if v >= 0.005 * self.wall_seconds))
@@ -216,20 +250,33 @@ def build_network(cfg: TrainConfig, obs_space, act_space) -> Network:
     return Network(net_cfg, backend=cfg.backend, observation_space=obs_space, action_space=act_space)
 
 
-def make_learner(cfg: TrainConfig, net: Network) -> Learner:
+def learner_config(cfg: TrainConfig):
+    """The learner's config dataclass made from ``cfg.learner_options`` (seed: ``cfg.seed``
+    unless the options give one), checked as it is made."""
     opts = dict(cfg.learner_options)
     opts.setdefault("seed", cfg.seed)
     if cfg.learner == "ddpg":
-        from leaky.ddpg import DDPGConfig, DDPGLearner
+        from leaky.ddpg import DDPGConfig as cls
+    elif cfg.learner == "perturbation":
+        from leaky.perturbation import PerturbationConfig as cls
+    else:
+        from leaky.local import LocalConfig as cls
+    return _dataclass_from(cls, opts)
 
-        return DDPGLearner(net, _dataclass_from(DDPGConfig, opts), net.backend)
+
+def make_learner(cfg: TrainConfig, net: Network) -> Learner:
+    options = learner_config(cfg)
+    if cfg.learner == "ddpg":
+        from leaky.ddpg import DDPGLearner
+
+        return DDPGLearner(net, options, net.backend)
     if cfg.learner == "perturbation":
-        from leaky.perturbation import PerturbationConfig, PerturbationLearner
+        from leaky.perturbation import PerturbationLearner
 
-        return PerturbationLearner(net, _dataclass_from(PerturbationConfig, opts))
-    from leaky.local import LocalConfig, make_local_learner
+        return PerturbationLearner(net, options)
+    from leaky.local import make_local_learner
 
-    return make_local_learner(net, _dataclass_from(LocalConfig, opts))
+    return make_local_learner(net, options)
 
 
 def _dataclass_from(cls, opts: dict):
@@ -264,6 +311,22 @@ def evaluate(net: Network, env_id: str, episodes: int, seed: int) -> list[float]
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
+
+def _check_writable(path: str, what: str) -> None:
+    """Raise ConfigError unless a file can be created next to ``path`` (as the atomic write
+    does) and ``path`` is not a directory."""
+    import tempfile
+
+    if os.path.isdir(path):
+        raise ConfigError(f"{what}: got {path!r}, a directory; expected a file path")
+    try:
+        fd, probe = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".leaky-probe-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise ConfigError(f"{what}: cannot write {path!r} ({e.strerror or e}); expected a file in an "
+                          "existing, writable directory") from None
+
 
 def save_checkpoint(path: str, state: dict) -> None:
     """Write ``state`` (nested dicts of arrays and JSON-able values) atomically to ``path``."""
@@ -338,25 +401,28 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run ``cfg``; returns a :class:`TrainResult` (and writes checkpoint / trace if asked)."""
     from tqdm.auto import tqdm
 
+    if cfg.checkpoint:            # before any work: a checkpoint that cannot be written loses it
+        _check_writable(cfg.checkpoint, "TrainConfig.checkpoint (--checkpoint)")
+    iterations = math.ceil(cfg.steps / cfg.n_envs)
+    state = None
+    if cfg.resume and cfg.checkpoint and os.path.exists(cfg.checkpoint):
+        state = load_checkpoint(cfg.checkpoint)
+        check_resume(cfg, state, cfg.checkpoint)
     envs = make_envs(cfg.env, cfg.n_envs)
     net = build_network(cfg, envs.single_observation_space, envs.single_action_space)
     learner = make_learner(cfg, net)
     be = net.backend
-    iterations = math.ceil(cfg.steps / cfg.n_envs)
     start = 0
     evaluations: list[dict] = []
     train_returns: list[float] = []
-    if cfg.resume and cfg.checkpoint and os.path.exists(cfg.checkpoint):
-        state = load_checkpoint(cfg.checkpoint)
-        net.set_parameters(K=state["network"]["K"], b=state["network"]["b"])
-        learner.load_state_dict(state["learner"])
-        start = int(state["loop"]["iteration"])
-        evaluations = list(state["loop"]["evaluations"])
-        train_returns = list(state["loop"]["train_returns"])
+    if state is not None:
+        check_resume(cfg, state, cfg.checkpoint, net=net)
+        start, evaluations, train_returns = restore(state, net, learner)
 
     trace = _open_trace(cfg, net, envs) if cfg.trace else None
+    rows = _TraceRows(trace, learner) if trace is not None else None
     updates_per_step = int(getattr(getattr(learner, "cfg", None), "updates_per_step", 1))
-    obs, _ = envs.reset(seed=cfg.seed + start)
+    obs, _ = envs.reset(seed=env_seed(cfg.seed, start))
     V = net.reset(cfg.n_envs)
     ep_return = np.zeros(cfg.n_envs)
     recent = deque(train_returns[-20:], maxlen=20)
@@ -365,10 +431,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     metric_sums: dict = {}
     metric_history: list[dict] = []
     t0 = time.perf_counter()
-    eval_wall: list[float] = []
-    bar = tqdm(total=iterations * cfg.n_envs, initial=start * cfg.n_envs, disable=not cfg.progress,
-               unit="step", desc=f"{cfg.learner} {cfg.env}", dynamic_ncols=True)
+    warn_if_no_updates(cfg, learner, start)
+    bar = Progress(tqdm, total=iterations * cfg.n_envs, initial=start * cfg.n_envs,
+                   disable=not cfg.progress, desc=f"{cfg.learner} {cfg.env}",
+                   updates_at_once=warmup_transitions(learner) == 0)
     it = start - 1   # the last iteration run (none yet)
+    interrupted_at = None
+    stop = StopRequest().__enter__()
+    eval_wall: list[float] = []
     try:
         for it in range(start, iterations):
             step = it * cfg.n_envs
@@ -385,6 +455,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 final_obs = next_obs.copy()
                 for i in np.flatnonzero(done):
                     final_obs[i] = info["final_obs"][i]
+            updates_before = updates
             with watch("learn"):
                 learner.observe(obs, action, reward, final_obs, term, trunc, V, V_end)
                 for _ in range(updates_per_step):
@@ -402,9 +473,11 @@ def train(cfg: TrainConfig) -> TrainResult:
             if trace is not None:
                 with watch("logging"):
                     noise = getattr(learner, "last_noise", None)
-                    trace.log_step(obs=obs, actions=act_np, rewards=reward, terminations=term, truncations=trunc,
-                                   next_obs=final_obs, voltages=V_end,
-                                   noise=None if noise is None else noise[-1])
+                    cache = getattr(learner, "last_cache", None)
+                    rows.add(dict(obs=obs, actions=act_np, rewards=np.array(reward), terminations=np.array(term),
+                                  truncations=np.array(trunc), next_obs=final_obs,
+                                  voltages=V_end if cache is None else cache.V,
+                                  noise=None if noise is None else noise[-1]), learner)
                     if trace.weights_due(step):
                         trace.log_weights(step, to_numpy(net.K), to_numpy(net.b))
                     if metrics and it % 10 == 0:
@@ -438,7 +511,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                                    or it == iterations - 1 or reached):
                 with watch("checkpoint"):
                     _save(cfg, net, learner, it + 1, evaluations, train_returns)
-            bar.update(cfg.n_envs)
+            bar.update(cfg.n_envs, first_update=updates_before == 0 < updates)
             if reached:
                 break
             if it % 20 == 0:
@@ -446,17 +519,156 @@ def train(cfg: TrainConfig) -> TrainResult:
                 if evaluations:
                     post["eval"] = f"{evaluations[-1]['mean']:.1f}"
                 bar.set_postfix(post, refresh=False)
+            if stop.requested:           # Ctrl-C: stop between steps, keep what was done
+                interrupted_at = it + 1
+                if cfg.checkpoint:
+                    with watch("checkpoint"):
+                        _save(cfg, net, learner, it + 1, evaluations, train_returns)
+                break
     finally:
+        stop.__exit__()
         bar.close()
         envs.close()
         if trace is not None:
             with watch("logging"):
-                trace.close()
+                try:
+                    rows.flush()       # the rows still waiting for their critic record
+                finally:
+                    trace.close()
     wall = time.perf_counter() - t0
-    return TrainResult(env_steps=(it + 1) * cfg.n_envs, episodes=len(train_returns),
-                       train_returns=train_returns, evaluations=evaluations,
-                       wall_seconds=wall, update_seconds=update_seconds, updates=updates,
-                       metrics=metric_history, timing=watch.split(wall), eval_wall=eval_wall)
+    result = TrainResult(env_steps=(it + 1) * cfg.n_envs,
+                         episodes=len(train_returns), train_returns=train_returns,
+                         evaluations=evaluations, wall_seconds=wall, update_seconds=update_seconds,
+                         updates=updates, metrics=metric_history, timing=watch.split(wall), eval_wall=eval_wall,
+                         interrupted=interrupted_at is not None)
+    if interrupted_at is not None:
+        raise TrainingInterrupted(result, cfg.checkpoint)
+    return result
+
+
+class Progress:
+    """The loop's tqdm bar, which says when the kernels are being compiled instead of an ETA.
+
+    Numba compiles a kernel at its first call (seconds to minutes on a fresh install; loading
+    it from the cache later takes about a second), so the first environment step and the first
+    learning update are slow. Until the first step is done, and the first update too for a
+    learner that updates from the start (``updates_at_once``; a learner with a warm-up updates
+    much later), the bar's description ends in ``compiling kernels`` and it shows no rate;
+    after each of those steps its clock restarts, so the rate and the ETA count only steps
+    that ran compiled code.
+    """
+
+    COMPILING = " · compiling kernels (once; cached afterwards)"
+    COMPILING_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}]"   # no rate, no ETA
+
+    def __init__(self, tqdm, *, total: int, initial: int, disable: bool, desc: str,
+                 updates_at_once: bool = True, **kwargs):
+        self.desc = desc
+        self.bar = tqdm(total=total, initial=initial, disable=disable, unit="step",
+                        desc=desc + self.COMPILING, bar_format=self.COMPILING_FORMAT,
+                        dynamic_ncols=True, **kwargs)
+        self._first_step = True
+        self._waiting_for_update = updates_at_once   # the second step runs the first update
+
+    def _compiling(self, on: bool) -> None:
+        bar = self.bar
+        bar.bar_format = self.COMPILING_FORMAT if on else None
+        bar.set_description(self.desc + (self.COMPILING if on else ""), refresh=False)
+
+    def _restart_clock(self) -> None:
+        """Rate and ETA from now on only (tqdm's reset, keeping the count)."""
+        bar = self.bar
+        n = bar.n
+        bar.reset(total=bar.total)
+        bar.n = bar.last_print_n = bar.initial = n
+
+    def update(self, n: int, first_update: bool = False) -> None:
+        """``n`` more env steps; ``first_update``: this step made the learner's first update."""
+        bar = self.bar
+        bar.update(n)
+        if self._first_step or first_update:
+            self._first_step = False
+            self._waiting_for_update &= not first_update
+            self._restart_clock()
+            if not self._waiting_for_update:
+                self._compiling(False)
+            bar.refresh()
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        self.bar.set_postfix(*args, **kwargs)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class NoLearningWarning(UserWarning):
+    """A run whose budget ends before the learner's warm-up does: it would make no update."""
+
+
+def warmup_transitions(learner) -> int:
+    """Transitions a learner stores before its first update (0: it learns from the start)."""
+    cfg = getattr(learner, "cfg", None)
+    if cfg is None or getattr(cfg, "data", "replay") != "replay" or not hasattr(cfg, "learning_starts"):
+        return 0
+    return max(int(cfg.learning_starts), int(getattr(cfg, "batch_size", 1)))
+
+
+def warn_if_no_updates(cfg: TrainConfig, learner, start: int = 0) -> None:
+    """Warn (:class:`NoLearningWarning`) when ``cfg.steps`` ends before the warm-up does.
+
+    The warm-up is the learner's own (``learning_starts``, at least ``batch_size``: DDPG's
+    default is 10,000 transitions, CleanRL's); leaky does not shrink it to fit the budget, since
+    the run would then not be the configured one (and a resumed run could not match its
+    checkpoint). It says so, and the summary counts the updates.
+    """
+    need = warmup_transitions(learner)
+    if need and need >= cfg.steps:
+        import warnings
+
+        warnings.warn(f"{cfg.learner} learns from its {need}th stored transition on "
+                      f"(learning_starts = {learner.cfg.learning_starts}, batch_size = "
+                      f"{learner.cfg.batch_size}), but --steps {cfg.steps} stores {cfg.steps}: it "
+                      f"will make no update; expected --steps > {need}, or --set learning_starts=N "
+                      f"with N < {cfg.steps}", NoLearningWarning, stacklevel=3)
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) during :func:`train`: the first asks the loop to stop after the current
+    environment step (it then writes the checkpoint, if any, and closes the trace); a second
+    one interrupts at once, as Python's default does. Installed only in the main thread."""
+
+    _NONE = object()
+
+    def __init__(self):
+        self.requested = False
+        self._previous = self._NONE
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._previous = signal.signal(signal.SIGINT, self._handle)
+            except ValueError:   # pragma: no cover - not the main interpreter
+                self._previous = self._NONE
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not self._NONE:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = self._NONE
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """:func:`train` stopped by Ctrl-C, cleanly: ``result`` is the run so far (its last
+    checkpoint, if ``checkpoint`` is set, holds the step it stopped at)."""
+
+    def __init__(self, result: "TrainResult", checkpoint: str | None):
+        super().__init__(f"interrupted at env step {result.env_steps}")
+        self.result, self.checkpoint = result, checkpoint
 
 
 def _save(cfg, net, learner, iteration, evaluations, train_returns):
@@ -464,8 +676,110 @@ def _save(cfg, net, learner, iteration, evaluations, train_returns):
         "network": {"K": net.K, "b": net.b},
         "learner": learner.state_dict(),
         "loop": {"iteration": iteration, "evaluations": evaluations, "train_returns": train_returns,
-                 "config": json.dumps(cfg.to_dict())},
+                 "config": json.dumps(cfg.to_dict()),
+                 "learner_config": json.dumps(dataclasses.asdict(learner_config(cfg))),
+                 "network_config": json.dumps(net.config.to_dict())},
     })
+
+
+# -- resume ---------------------------------------------------------------------------------------
+
+# The settings a checkpoint must share with the run that continues it. Everything else (steps,
+# eval_every, eval_episodes, checkpoint_every, trace, progress, check_every) may change.
+RESUME_SETTINGS = ("env", "learner", "seed", "n_envs", "backend", "hidden", "topology", "neurons",
+                   "delay", "leak", "activation")
+
+
+def check_resume(cfg: TrainConfig, state: dict, path: str, net: Network | None = None) -> None:
+    """Raise ConfigError naming every setting in which ``cfg`` (and its network ``net``, when
+    given) differs from the run that wrote the checkpoint ``state``, or when ``cfg.steps`` is
+    fewer than the checkpoint has done already."""
+    loop = state.get("loop", {})
+    done = int(loop.get("iteration", 0)) * cfg.n_envs
+    diffs = []
+    if "config" in loop:
+        then, now = json.loads(loop["config"]), cfg.to_dict()
+        for key in RESUME_SETTINGS:
+            a, b = then.get(key), now.get(key)
+            if key == "hidden":
+                a, b = list(a or []), list(b or [])
+            if key in ("neurons", "delay", "leak") and now.get("topology") == "layered":
+                continue          # not used by a layered network (the network check covers it)
+            if a != b:
+                diffs.append(f"{key} {a!r} there, {b!r} here")
+        done = int(loop.get("iteration", 0)) * int(then.get("n_envs", cfg.n_envs))
+    if "learner_config" in loop and not any(d.startswith(("learner ", "seed ")) for d in diffs):
+        then, now = json.loads(loop["learner_config"]), dataclasses.asdict(learner_config(cfg))
+        for key in sorted(set(then) | set(now)):
+            a, b = then.get(key), now.get(key)
+            if isinstance(a, list) or isinstance(b, tuple):
+                a, b = list(a or []), list(b or [])
+            if a != b:
+                diffs.append(f"learner option {key} {a!r} there, {b!r} here")
+    if net is not None and "network_config" in loop and not diffs:
+        then, now = json.loads(loop["network_config"]), json.loads(json.dumps(net.config.to_dict()))
+        for key in sorted(set(then) | set(now)):
+            if then.get(key) != now.get(key):
+                diffs.append(f"network {key} {then.get(key)!r} there, {now.get(key)!r} here")
+    if diffs:
+        raise ConfigError(f"--resume: checkpoint {path!r} belongs to another run: "
+                          f"{'; '.join(diffs)}; expected the same settings to continue it (start "
+                          f"afresh without --resume, or give another --checkpoint)")
+    if cfg.steps < done:
+        raise ConfigError(f"--steps: got {cfg.steps}, but checkpoint {path!r} has {done} env steps "
+                          f"done already; expected --steps >= {done} to continue it")
+
+
+def restore(state: dict, net: Network, learner) -> tuple[int, list, list]:
+    """Put a checkpoint's weights and learner state into ``net`` and ``learner``; returns the
+    loop's ``(iteration, evaluations, train_returns)``."""
+    net.set_parameters(K=state["network"]["K"], b=state["network"]["b"])
+    learner.load_state_dict(state["learner"])
+    loop = state["loop"]
+    return int(loop["iteration"]), list(loop["evaluations"]), list(loop["train_returns"])
+
+
+def env_seed(seed: int, iteration: int) -> int:
+    """The seed the environments are reset with when the loop starts at ``iteration``: ``seed``
+    for a fresh run; on a resume, a seed drawn from ``SeedSequence([seed, iteration])``, so the
+    new episodes are unlike any fresh run's (whose environments take seeds ``seed + i``)."""
+    if iteration == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(iteration)]).generate_state(1)[0])
+
+
+class _TraceRows:
+    """Trace rows held until the learner's critic record of their transition arrives.
+
+    A learner records the transition it learns from (:mod:`leaky.records`): DDPG the one it
+    just stored (``critic_lag = 0``), the local and perturbation learners the previous step's,
+    learned one step late (``critic_lag = 1``). So row t is written when step t + lag has run,
+    with ``q_local`` and ``td_error`` of transition t; rows left at the end (the last step's,
+    whose transition is never learned) are written with NaN there.
+    """
+
+    def __init__(self, trace, learner):
+        self.trace = trace
+        self.lag = int(getattr(learner, "critic_lag", 0))
+        self.records = hasattr(learner, "critic_record")
+        if self.records:
+            learner.record_critic = True
+        self.pending: deque = deque()
+
+    def add(self, row: dict, learner) -> None:
+        if self.lag:   # a held row must not see buffers the learner reuses (the graphed one does)
+            row = {k: (v.copy() if hasattr(v, "copy") and hasattr(v, "shape") else v) for k, v in row.items()}
+        self.pending.append(row)
+        record = learner.critic_record() if self.records else None
+        if record is not None and len(self.pending) > record.lag:
+            target = self.pending[-1 - record.lag]
+            target["q_local"], target["td_error"] = record.q_local, record.td_error
+        while len(self.pending) > self.lag:
+            self.trace.log_step(**self.pending.popleft())
+
+    def flush(self) -> None:
+        while self.pending:
+            self.trace.log_step(**self.pending.popleft())
 
 
 def _open_trace(cfg, net, envs):
@@ -497,14 +811,42 @@ def _parse_options(items) -> dict:
     return out
 
 
+def _config_from_args(args) -> TrainConfig:
+    """The TrainConfig of ``leaky train``'s arguments; a bad value's error names its flag."""
+    options = _parse_options(args.set)
+    try:
+        return TrainConfig(env=args.env, learner=args.learner, steps=args.steps, n_envs=args.envs,
+                           seed=args.seed, backend=args.backend, hidden=tuple(args.hidden),
+                           topology=args.topology, neurons=args.neurons, delay=args.delay, leak=args.leak,
+                           learner_options=options, eval_every=args.eval_every,
+                           eval_episodes=args.eval_episodes, checkpoint=args.checkpoint,
+                           checkpoint_every=args.checkpoint_every, resume=args.resume, trace=args.trace,
+                           progress=not args.no_progress, target_return=args.target_return)
+    except ConfigError as e:
+        owner, field = getattr(e, "owner", None), getattr(e, "field", None)
+        if owner == "TrainConfig" and field in FLAGS:
+            flag = FLAGS[field]
+        elif owner is not None and field in options:
+            typed = dict(item.split("=", 1) for item in args.set)
+            flag = f"--set {field}={typed[field]}"
+        else:
+            raise
+        raise ConfigError(f"{flag}: got {show(e.value)}, expected {e.expected} ({owner}.{field})") from e
+
+
 def run(args) -> int:
-    cfg = TrainConfig(env=args.env, learner=args.learner, steps=args.steps, n_envs=args.envs, seed=args.seed,
-                      backend=args.backend, hidden=tuple(args.hidden), topology=args.topology,
-                      neurons=args.neurons, delay=args.delay, leak=args.leak,
-                      learner_options=_parse_options(args.set), eval_every=args.eval_every,
-                      eval_episodes=args.eval_episodes, checkpoint=args.checkpoint, resume=args.resume,
-                      trace=args.trace, progress=not args.no_progress, target_return=args.target_return)
-    result = train(cfg)
+    import sys
+
+    cfg = _config_from_args(args)
+    try:
+        result = train(cfg)
+    except TrainingInterrupted as stop:
+        kept = (f"checkpoint {cfg.checkpoint} holds it (continue with --resume)" if cfg.checkpoint
+                else "no --checkpoint, so the weights are not kept")
+        trace = f"; trace {cfg.trace} closed" if cfg.trace else ""
+        print(f"leaky train: interrupted at env step {stop.result.env_steps} of {cfg.steps}: {kept}{trace}",
+              file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps({"config": cfg.to_dict(), "env_steps": result.env_steps, "episodes": result.episodes,
                           "evaluations": result.evaluations, "wall_seconds": result.wall_seconds,
@@ -534,7 +876,8 @@ def add_parser(sub) -> None:
     p.add_argument("--eval-every", type=int, default=10_000)
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--target-return", type=float, help="stop after the first greedy evaluation reaching it")
-    p.add_argument("--checkpoint", help="checkpoint file (.npz), written atomically")
+    p.add_argument("--checkpoint", help="checkpoint file (.npz), written atomically; also on Ctrl-C")
+    p.add_argument("--checkpoint-every", type=int, default=20_000, help="env steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
     p.add_argument("--trace", help="HDF5 trace file to write")
     p.add_argument("--no-progress", action="store_true")

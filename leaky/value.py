@@ -20,11 +20,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from leaky.errors import ConfigError
+from leaky.validate import Choice, Int, Real, check_fields
 from leaky.kernels import update_local as ul
+
+
+FEATURES = ("voltages", "random")
+INPUTS = ("all", "sensors")
+VALUE_OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True)
 class ValueConfig:
+    """The shared value function's options (see the module docstring)."""
+
     features: str = "voltages"
     inputs: str = "all"
     n_features: int = 256
@@ -33,12 +41,13 @@ class ValueConfig:
     lr: float = 1e-3
 
     def __post_init__(self):
-        for name, allowed in (("features", ("voltages", "random")), ("inputs", ("all", "sensors")),
-                              ("optimizer", ("sgd", "adam"))):
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"value {name}: got {getattr(self, name)!r}, expected one of {list(allowed)}")
-        if not self.lr > 0:
-            raise ConfigError(f"value lr: got {self.lr!r}, expected > 0")
+        check_fields(self, self.RULES)
+
+
+VALUE_CONFIG_RULES = {"features": Choice(FEATURES), "inputs": Choice(INPUTS), "n_features": Int(low=1),
+                      "feature_scale": Real(low=0.0), "optimizer": Choice(VALUE_OPTIMIZERS),
+                      "lr": Real(low=0.0, low_open=True)}
+ValueConfig.RULES = VALUE_CONFIG_RULES
 
 
 @dataclass(frozen=True)
@@ -52,9 +61,19 @@ class ValueOptions:
     n_features: int = 256
     feature_scale: float = 1.5
 
+    def __post_init__(self):
+        check_fields(self, self.RULES)
+
     def value_config(self) -> ValueConfig:
         return ValueConfig(features=self.value_features, inputs=self.value_input, n_features=self.n_features,
                            feature_scale=self.feature_scale, optimizer=self.value_optimizer, lr=self.value_lr)
+
+
+# the rules of ValueOptions' fields, which every config that inherits them includes in its own
+VALUE_RULES = {"value_lr": Real(low=0.0, low_open=True), "value_features": Choice(FEATURES),
+               "value_input": Choice(INPUTS), "value_optimizer": Choice(VALUE_OPTIMIZERS),
+               "n_features": Int(low=1), "feature_scale": Real(low=0.0)}
+ValueOptions.RULES = VALUE_RULES
 
 
 class SharedValue:
@@ -112,5 +131,5 @@ class SharedValue:
 
     def load_state_dict(self, state: dict) -> None:
         for k in ("w", "c", "m", "v"):
-            setattr(self, k, self.be.asarray(state[k]))
+            setattr(self, k, self.be.asarray(state[k]).copy())
         self.t = int(state["t"])

@@ -158,6 +158,7 @@ def test_the_example_records_and_reads_a_trace(tmp_path, capsys, monkeypatch):
     ns = runpy.run_path(str(REPO / "examples" / "inspect_trace.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "finished episodes of envs [0, 2]" in out and "observations (201, 3) (T+1)" in out
+    assert out.count("critic value") == 3 and "nan" not in out.split("training table")[0]
     path = Path(out.strip().splitlines()[-1].split(": ", 1)[1])
     ns["main"]([str(path), "--neurons", "0,5"])                     # reading an existing file
     assert "neuron   5" in capsys.readouterr().out

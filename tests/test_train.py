@@ -24,19 +24,6 @@ def test_cpu_runs_repeat_exactly_for_a_seed():
     assert c.train_returns != a.train_returns
 
 
-def test_checkpoint_is_atomic_and_resume_continues(tmp_path):
-    ck = str(tmp_path / "run.npz")
-    first = train(TrainConfig(learner="perturbation", checkpoint=ck, checkpoint_every=400, **SMALL))
-    assert os.path.exists(ck) and not [p for p in os.listdir(tmp_path) if ".tmp" in p]
-    state = load_checkpoint(ck)
-    assert state["loop"]["iteration"] == 200
-    more = dict(SMALL, steps=1600)
-    resumed = train(TrainConfig(learner="perturbation", checkpoint=ck, resume=True, **{**more}))
-    assert resumed.evaluations[:len(first.evaluations)] == first.evaluations
-    assert resumed.evaluations[-1]["step"] == 1600
-    assert load_checkpoint(ck)["loop"]["iteration"] == 400
-
-
 def test_checkpoint_round_trip_and_corrupt_file(tmp_path):
     path = str(tmp_path / "c.npz")
     save_checkpoint(path, {"a": {"K": np.arange(6.0).reshape(2, 3)}, "n": 3, "s": "x"})

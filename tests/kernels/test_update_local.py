@@ -554,3 +554,41 @@ def test_cpu_workspace_reused_between_calls_gives_the_same_updates():
         reused = run_face(functools.partial(ul.update_local_cpu, work=work), args, params, cfg, flags)
         for key in OUTPUTS:
             np.testing.assert_array_equal(reused[key], fresh[key], err_msg=key)
+
+
+@pytest.mark.parametrize("family, baseline, view, clock", [
+    ("advantage", "own", "all", "causal"), ("advantage", "dopamine", "presynaptic", "causal"),
+    ("linear", "own", "presynaptic", "causal"), ("linear", "dopamine", "all", "internal"),
+    ("advantage", "own", "presynaptic", "internal")])
+def test_critic_values_are_each_neurons_value_and_residual(family, baseline, view, clock, rng):
+    """What a trace records per neuron (leaky.records): the critic value and the residual of
+    the update's own formulas, transition by transition; slice τ_n (causal) or the last one."""
+    B, N, ell, n_inputs = 5, 11, 3, 2
+    args, params, cfg, flags = random_update_case(rng, B, N, ell, n_inputs, clock=clock, view=view,
+                                                  family=family, baseline=baseline)
+    tr = ul.Transitions(args["Vs"], args["ys"], args["alphas"], args["Vn"], args["yn"], args["r"],
+                        args["cont"])
+    q, td = ul.critic_values(tr, args["delta"], args["tau"], args["mask"], params["theta"],
+                             params["theta_bar"], n_inputs, flags["activation"], cfg, np)
+    assert q.shape == td.shape == (B, N)
+    assert np.isnan(q[:, :n_inputs]).all() and np.isnan(td[:, :n_inputs]).all()
+    lay = critic_layout(N)
+    slices = ul.record_slices(args["tau"], ell)
+    for n in range(n_inputs, N):
+        one = dict(args, tau=np.full(N, slices[n], np.int32))     # neuron n's reported slice
+        e = _residuals(params["theta"][n], one, n, cfg, flags["activation"], params["theta_bar"][n])
+        np.testing.assert_allclose(td[:, n], e, rtol=1e-12, atol=1e-12)
+        t = slices[n]
+        feat = (args["mask"][n] != 0) if view == "presynaptic" else np.ones(N, bool)
+        x, th = args["Vs"][t] * feat, params["theta"][n]
+        a = args["alphas"][t, :, n]
+        d = a - ACT[flags["activation"]](args["ys"][t, :, n])
+        A = d * (th[lay.u] + x @ th[lay.p]) + 0.5 * th[lay.h] * d * d if family == "advantage" \
+            else th[lay.u] * d
+        if baseline == "dopamine":
+            want = A
+        elif family == "advantage":
+            want = x @ th[lay.w] + th[lay.c] + A
+        else:
+            want = x @ th[lay.w] + th[lay.u] * a + th[lay.c]
+        np.testing.assert_allclose(q[:, n], want, rtol=1e-12, atol=1e-12)

@@ -464,3 +464,30 @@ def test_td_evaluates_a_fixed_policy_on_a_markov_chain():
     np.testing.assert_allclose(q, value, atol=0.02 * np.abs(value).max())
     assert not K.any() and not bias.any()            # the policy stayed fixed
     assert elapsed < 20
+
+
+@pytest.mark.parametrize("view, clock", [("all", "causal"), ("presynaptic", "causal"),
+                                         ("presynaptic", "internal")])
+def test_critic_values_are_each_neurons_q_and_td_error(view, clock):
+    """What a trace records per neuron (leaky.records): Q_n(x, α) and
+    δ = r + cont·Q̄_n(x', μ_n(x')) − Q_n(x, α), one critic at a time through the reference."""
+    from leaky.kernels.update_local import Transitions, record_slices
+
+    rng = np.random.default_rng(11)
+    B, N, H, ell, n_inputs = 4, 9, 5, 3, 2
+    args, params, cfg, flags = random_mlp_case(rng, B, N, H, ell, n_inputs, clock=clock, view=view)
+    tr = Transitions(args["Vs"], args["ys"], args["alphas"], args["Vn"], args["yn"], args["r"],
+                     args["cont"])
+    q, td = um.critic_values(tr, args["tau"], args["mask"], params["theta"], params["theta_bar"],
+                             n_inputs, flags["activation"], view, np)
+    assert np.isnan(q[:, :n_inputs]).all() and np.isnan(td[:, :n_inputs]).all()
+    act = ACT[flags["activation"]]
+    for n, t in zip(range(n_inputs, N), record_slices(args["tau"], ell)[n_inputs:]):
+        feat = (args["mask"][n] != 0) if view == "presynaptic" else np.ones(N, bool)
+        Q, _, _ = um.mlp_forward_reference(params["theta"][n], np.column_stack(
+            [args["Vs"][t] * feat, args["alphas"][t, :, n]]), H)
+        Qbar, _, _ = um.mlp_forward_reference(params["theta_bar"][n], np.column_stack(
+            [args["Vn"][t] * feat, act(args["yn"][t, :, n])]), H)
+        np.testing.assert_allclose(q[:, n], Q, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(td[:, n], args["r"][t] + args["cont"][t] * Qbar - Q,
+                                   rtol=1e-12, atol=1e-12)

@@ -1,0 +1,97 @@
+"""How many threads NumPy's BLAS runs inside leaky: decided once, when ``leaky`` is imported.
+
+leaky's own kernels run on Numba's threads; NumPy's BLAS (OpenBLAS, MKL, BLIS) serves the
+learners written on the array module (DDPG's critic and BPTT, node perturbation, the shared
+value). Their GEMMs are small (a 256-row minibatch through a 400-300 critic), and a BLAS thread
+pool as large as the machine spends more time waking and joining its threads than computing:
+``leaky train --learner ddpg`` took 35.6 s on 2 cores with OpenBLAS's default pool against 3.8 s
+with one thread (9.3×; 5–19× in other runs), and worse next to Numba's own threads or other
+processes. So importing leaky limits BLAS to **one thread**, with ``threadpoolctl`` (which
+talks to whichever BLAS NumPy loaded, also after NumPy has started its pool).
+
+A user decides otherwise with one environment variable, read at import:
+
+``LEAKY_BLAS_THREADS=N``     N BLAS threads (an int >= 1)
+``LEAKY_BLAS_THREADS=auto``  leave BLAS alone (its own default or the user's own settings)
+
+and, without ``LEAKY_BLAS_THREADS``, a BLAS variable the user set themselves
+(``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``, ``BLIS_NUM_THREADS``, ``OMP_NUM_THREADS``) is
+respected too. From Python, :func:`set_blas_threads` changes it at any time (the sweep's worker
+processes inherit the parent's setting, since each imports leaky). ``leaky bench`` runs BLAS on
+as many threads as Numba, so the SGEMM ceilings it measures match the kernels' threads.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+ENV = "LEAKY_BLAS_THREADS"
+USER_BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "OMP_NUM_THREADS")
+DEFAULT = 1
+
+
+def requested_threads(environ=None) -> int | None:
+    """The BLAS thread count leaky applies at import, from ``environ`` (default ``os.environ``).
+
+    Returns
+    -------
+    int or None
+        ``None`` to leave BLAS alone (``LEAKY_BLAS_THREADS=auto``, or a user's own BLAS
+        variable without ``LEAKY_BLAS_THREADS``), else the thread count.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(ENV, "").strip()
+    if not value:
+        return None if any(environ.get(v, "").strip() for v in USER_BLAS_VARIABLES) else DEFAULT
+    if value.lower() == "auto":
+        return None
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        warnings.warn(f"{ENV}: got {value!r}, expected an int >= 1 or 'auto'; using {DEFAULT}",
+                      RuntimeWarning, stacklevel=2)
+        return DEFAULT
+    return threads
+
+
+def user_chose(environ=None) -> bool:
+    """Whether ``environ`` sets ``LEAKY_BLAS_THREADS`` or one of the BLAS libraries' variables."""
+    environ = os.environ if environ is None else environ
+    return any(environ.get(v, "").strip() for v in (ENV, *USER_BLAS_VARIABLES))
+
+
+def set_blas_threads(threads: int | None) -> None:
+    """Limit every BLAS library NumPy loaded to ``threads`` threads (``None``: leave it alone).
+
+    Parameters
+    ----------
+    threads : int or None
+        Threads per BLAS call, >= 1.
+    """
+    if threads is None:
+        return
+    from leaky.errors import ConfigError
+
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"set_blas_threads: got {threads!r}, expected an int >= 1 or None")
+    import numpy  # noqa: F401  (loads the BLAS whose pool is limited)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
+def blas_threads() -> int | None:
+    """The thread count of NumPy's BLAS now (the largest, if several are loaded; None if none)."""
+    import numpy  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
+def configure() -> None:
+    """What ``import leaky`` does: :func:`set_blas_threads` of :func:`requested_threads`."""
+    set_blas_threads(requested_threads())
