@@ -34,12 +34,15 @@ def step_outputs(schedules) -> dict:
     return out
 
 
-def run_outputs() -> dict:
-    """A short local-learner run on Pendulum-v1: the fused step and update, acting and learning."""
+def run_outputs(rule: str) -> dict:
+    """A short local-learner run on Pendulum-v1: the fused step and the learner's kernels
+    (``critic``: the fused local update; ``feedback``: the tangent step and the credit update),
+    acting and learning."""
     from leaky.backend import to_numpy
     from leaky.train import TrainConfig, build_network, make_envs, make_learner
 
-    cfg = TrainConfig(learner="local", steps=64, n_envs=4, hidden=(16,), progress=False)
+    options = {"rule": rule} if rule == "critic" else {"rule": rule, "learning_starts": 16, "batch_size": 16}
+    cfg = TrainConfig(learner="local", steps=64, n_envs=4, hidden=(16,), progress=False, learner_options=options)
     envs = make_envs(cfg.env, cfg.n_envs)
     net = build_network(cfg, envs.single_observation_space, envs.single_action_space)
     learner = make_learner(cfg, net)
@@ -54,11 +57,12 @@ def run_outputs() -> dict:
         actions.append(to_numpy(action))
         V, obs = V_end, next_obs
     envs.close()
-    return {"run_actions": np.stack(actions), "run_K": to_numpy(net.K), "run_b": to_numpy(net.b),
-            "run_theta": to_numpy(learner.theta)}
+    state = to_numpy(learner.theta) if rule == "critic" else to_numpy(learner.F)
+    return {f"run_{rule}_actions": np.stack(actions), f"run_{rule}_K": to_numpy(net.K),
+            f"run_{rule}_b": to_numpy(net.b), f"run_{rule}_state": state}
 
 
 if __name__ == "__main__":
     path, which = sys.argv[1], sys.argv[2]
     schedules = ("serial",) if which == "serial" else ("serial", "rows", "neurons")
-    np.savez(path, **step_outputs(schedules), **run_outputs())
+    np.savez(path, **step_outputs(schedules), **run_outputs("critic"), **run_outputs("feedback"))

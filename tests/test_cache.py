@@ -34,5 +34,7 @@ def test_a_process_that_loads_the_cache_computes_what_the_compiling_one_did(tmp_
         for schedule in ("serial", "rows", "neurons"):
             np.testing.assert_array_equal(warm[f"step_{schedule}_{name}"], want,
                                           err_msg=f"{schedule} {name}")
-    for key in ("run_actions", "run_K", "run_b", "run_theta"):
-        np.testing.assert_array_equal(warm[key], fresh[key], err_msg=key)
+    for rule in ("critic", "feedback"):
+        for part in ("actions", "K", "b", "state"):
+            key = f"run_{rule}_{part}"
+            np.testing.assert_array_equal(warm[key], fresh[key], err_msg=key)

@@ -10,14 +10,16 @@ from leaky.train import TrainConfig, train
 
 SMALL = dict(env="Pendulum-v1", steps=240, n_envs=2, hidden=(6,), eval_every=240, eval_episodes=1,
              progress=False)
-LEARNERS = [("local", {}, 1), ("local", {"family": "mlp", "mlp_hidden": 4}, 1),
-            ("local", {"baseline": "dopamine", "data": "replay", "batch_size": 8, "learning_starts": 16}, 1),
+LEARNERS = [("local", {"rule": "critic"}, 1), ("local", {"rule": "critic", "family": "mlp", "mlp_hidden": 4}, 1),
+            ("local", {"rule": "critic", "baseline": "dopamine", "data": "replay", "batch_size": 8,
+                       "learning_starts": 16}, 1),
+            ("local", {"rule": "feedback", "critic_hidden": [8], "learning_starts": 16, "batch_size": 8}, 0),
             ("ddpg", {"hidden": [8], "learning_starts": 16, "batch_size": 8}, 0),
             ("perturbation", {}, 1)]
 
 
 @pytest.mark.parametrize("learner, options, lag", LEARNERS,
-                         ids=["local", "local-mlp", "local-dopamine-replay", "ddpg", "perturbation"])
+                         ids=["local", "local-mlp", "local-dopamine-replay", "local-feedback", "ddpg", "perturbation"])
 def test_every_learner_records_critic_values_and_td_errors(tmp_path, learner, options, lag):
     path = str(tmp_path / "run.h5")
     train(TrainConfig(learner=learner, learner_options=options, trace=path,
@@ -41,7 +43,8 @@ def test_the_local_record_of_a_step_is_what_its_update_learned(tmp_path):
     the mean |δ| over agents and envs in the training table (every 10th step) under the step
     it ran at; the record's |δ| of row t matches that of step t + 1, not of step t."""
     path = str(tmp_path / "run.h5")
-    train(TrainConfig(learner="local", trace=path, trace_options={"log_envs": "all"}, **SMALL))
+    train(TrainConfig(learner="local", learner_options={"rule": "critic"}, trace=path,
+                      trace_options={"log_envs": "all"}, **SMALL))
     with open_trace(path) as tr:
         td = np.stack([tr.steps("td_error", env=e) for e in (0, 1)], axis=1)[:, :, 3:]   # (T, B, agents)
         table = tr.training()

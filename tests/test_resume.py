@@ -21,11 +21,14 @@ from tests.test_trace import REPO
 SMALL = dict(env="Pendulum-v1", steps=800, n_envs=4, eval_every=400, eval_episodes=2, progress=False,
              hidden=(8,))
 LEARNERS = {
-    "local": ("local", {}),
-    "local-replay": ("local", {"data": "replay", "batch_size": 8, "learning_starts": 8}),
-    "local-mlp": ("local", {"family": "mlp", "mlp_hidden": 4}),
-    "local-dopamine": ("local", {"baseline": "dopamine", "value_features": "random", "n_features": 16,
-                                 "value_optimizer": "adam"}),
+    "local": ("local", {"rule": "critic"}),
+    "local-replay": ("local", {"rule": "critic", "data": "replay", "batch_size": 8, "learning_starts": 8}),
+    "local-mlp": ("local", {"rule": "critic", "family": "mlp", "mlp_hidden": 4}),
+    "local-dopamine": ("local", {"rule": "critic", "baseline": "dopamine", "value_features": "random",
+                                 "n_features": 16, "value_optimizer": "adam"}),
+    "local-feedback": ("local", {"rule": "feedback", "learning_starts": 8, "batch_size": 8, "critic_hidden": [8]}),
+    "local-perturb": ("local", {"rule": "perturb", "tangents": 2, "learning_starts": 8, "batch_size": 8,
+                                "critic_hidden": [8]}),
     "ddpg": ("ddpg", {"hidden": [8], "learning_starts": 8, "batch_size": 8, "noise": "ou"}),
     "perturbation": ("perturbation", {}),
 }
@@ -98,10 +101,10 @@ def test_a_restored_learner_draws_and_learns_what_the_original_would(name, tmp_p
     probe, ahead = _clone(second), _clone(original)
     V, obs = net2.reset(3), np.full((3, 3), 0.25)
     np.testing.assert_array_equal(probe.act(V, obs, explore=True)[1], ahead.act(V, obs, explore=True)[1])
-    if name in ("ddpg", "local-replay"):
+    if name in ("ddpg", "local-replay", "local-feedback", "local-perturb"):
         probe, ahead = _clone(second), _clone(original)
-        (probe.update if name == "ddpg" else probe.learn_again)()
-        (ahead.update if name == "ddpg" else ahead.learn_again)()
+        (probe.learn_again if name == "local-replay" else probe.update)()
+        (ahead.learn_again if name == "local-replay" else ahead.update)()
         np.testing.assert_array_equal(np.asarray(probe.net.K), np.asarray(ahead.net.K))
     a1, K1 = _drive(net1, first, np.random.default_rng(2), 10)
     a2, K2 = _drive(net2, second, np.random.default_rng(2), 10)
@@ -119,7 +122,8 @@ def test_checkpoint_is_atomic_and_resume_continues(tmp_path, monkeypatch):
     import leaky.train as lt
 
     ck = str(tmp_path / "run.npz")
-    first = train(TrainConfig(learner="local", checkpoint=ck, checkpoint_every=400, **SMALL))
+    opts = {"learning_starts": 200, "batch_size": 32, "critic_hidden": [8]}   # updates before the checkpoint
+    first = train(TrainConfig(learner="local", learner_options=opts, checkpoint=ck, checkpoint_every=400, **SMALL))
     assert os.path.exists(ck) and not [p for p in os.listdir(tmp_path) if ".tmp" in p or ".leaky" in p]
     state = load_checkpoint(ck)
     assert state["loop"]["iteration"] == 200
@@ -134,7 +138,8 @@ def test_checkpoint_is_atomic_and_resume_continues(tmp_path, monkeypatch):
 
     original = lt.restore
     monkeypatch.setattr(lt, "restore", checked_restore)
-    resumed = train(TrainConfig(learner="local", checkpoint=ck, resume=True, **{**SMALL, "steps": 1600}))
+    resumed = train(TrainConfig(learner="local", learner_options=opts, checkpoint=ck, resume=True,
+                                **{**SMALL, "steps": 1600}))
     assert seen == [True]
     assert resumed.evaluations[:len(first.evaluations)] == first.evaluations
     assert resumed.evaluations[-1]["step"] == 1600
@@ -147,7 +152,7 @@ def test_checkpoint_is_atomic_and_resume_continues(tmp_path, monkeypatch):
     (["--learner", "perturbation"], "learner 'local' there, 'perturbation' here"),
     (["--seed", "3"], "seed 0 there, 3 here"),
     (["--hidden", "8", "8"], "hidden [8] there, [8, 8] here"),
-    (["--set", "lr_actor=0.01"], "learner option lr_actor 0.0001 there, 0.01 here"),
+    (["--set", "lr_actor=0.01"], "learner option lr_actor 0.001 there, 0.01 here"),
     (["--envs", "2"], "n_envs 4 there, 2 here"),
 ])
 def test_resume_names_the_setting_that_differs(tmp_path, capsys, argv, said):
