@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover
     cuda = None
 
 from leaky.kernels.noise import fill_normal_span_cuda
-from leaky.kernels.scalar import cuda_jit
+from leaky.kernels.jit import cuda_jit
 
 THREADS = 256
 

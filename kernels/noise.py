@@ -29,7 +29,7 @@ try:
 except ImportError:  # pragma: no cover
     cuda = None
 
-from leaky.kernels.scalar import cuda_jit, shared
+from leaky.kernels.jit import cuda_jit, shared
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _PHILOX_M = np.uint64(0xD256D193)

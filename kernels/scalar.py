@@ -1,6 +1,6 @@
-"""Scalar math shared by the ``cpu`` and ``cuda`` faces (written once, jitted for both).
+"""The math every face shares, written once: the activation table and Adam.
 
-Activation codes are small integers so that one compiled kernel serves every activation:
+**Activations.** Codes are small integers so that one compiled kernel serves every activation:
 
 ======  ==========  ===============  =====================
 code    name        σ(y)             σ'(y)
@@ -10,27 +10,62 @@ code    name        σ(y)             σ'(y)
 2       identity    y                1
 ======  ==========  ===============  =====================
 
+One table, three forms of it: :func:`sigma` and :func:`sigma_grad` on NumPy or CuPy arrays
+(the references, the composed alternatives and every learner written on the array module);
+:func:`activate` and :func:`activate_grad` on scalars, compiled for the cpu faces and, as
+``activate_cuda`` and ``activate_grad_cuda``, for the cuda faces; :func:`tanh32`, the
+vectorisable float32 tanh of the cpu faces' inner loops.
+
 Inhibition codes: 0 none (``y = z``), 1 divisive (``y = z / (1 + κ·mean|z|)``, the mean taken
 over the non-sensor neurons of the batch row).
+
+**Adam** (Kingma & Ba 2015), for every parameter θ with loss gradient g, at step t = 1, 2, …::
+
+    m ← β₁ m + (1 − β₁) g          v ← β₂ v + (1 − β₂) g²
+    θ ← θ − step_size · m / (√v + eps_hat),
+    step_size = η √(1 − β₂ᵗ) / (1 − β₁ᵗ),   eps_hat = ε √(1 − β₂ᵗ)      (:func:`adam_scalars`)
+
+which equals ``θ ← θ − η m̂ / (√v̂ + ε)`` with the bias-corrected moments (the paper's
+efficient form). The defaults :data:`ADAM_BETA1`, :data:`ADAM_BETA2`, :data:`ADAM_EPS` serve
+every optimiser of the library. :func:`adam_step` is one parameter's step inside a compiled
+face (:func:`step_param` is it with the SGD alternative); :func:`adam_arrays` is the step of
+whole NumPy or CuPy arrays in place (``leaky.learners.optim.Adam``, the composed
+alternatives). The array form squares g before scaling it, ``(1 − β₂)·(g·g)``; the compiled
+form scales first, ``((1 − β₂)·g)·g``: the same math, rounded as each was written before the
+two shared this module.
 """
 
 import math
-import types
 
 import numpy as np
 from numba import njit
-from numba import types as nbtypes
-from numba.core import cgutils
-from llvmlite import ir as llvmir
-from numba.extending import intrinsic, register_jitable
+from numba.extending import register_jitable
 
-try:
-    from numba import cuda
-except ImportError:  # pragma: no cover - the cuda extras are not installed
-    cuda = None
+from leaky.kernels.jit import FASTMATH, cuda_device, shared
 
 ACTIVATIONS = {"tanh": 0, "relu": 1, "identity": 2}
 INHIBITIONS = {"none": 0, "divisive": 1}
+
+
+# -- the activation table ----------------------------------------------------------------------
+
+def sigma(y, code, xp=np):
+    """σ(y) of activation ``code`` on a NumPy or CuPy array (``xp`` its module)."""
+    if code == 0:
+        return xp.tanh(y)
+    if code == 1:
+        return xp.maximum(y, 0.0)
+    return y
+
+
+def sigma_grad(y, code, xp=np):
+    """σ'(y) of activation ``code`` on a NumPy or CuPy array, in ``y``'s dtype (relu'(0) = 0)."""
+    if code == 0:
+        t = xp.tanh(y)
+        return 1.0 - t * t
+    if code == 1:
+        return (y > 0).astype(y.dtype)
+    return xp.ones_like(y)
 
 
 def activate(y, code):
@@ -51,100 +86,21 @@ def activate_grad(y, code):
     return 1.0
 
 
-def shared(fn):
-    """One scalar function, two compilations: returns ``(cpu_version, cuda_version)``.
-
-    The cpu version is ``register_jitable`` (callable from ``njit`` code and from Python); the
-    cuda version a ``cuda.jit(device=True, inline="always")`` device function, which
-    ``cuda.compile_ptx`` can compile without a GPU (a ``register_jitable`` called from a kernel
-    asks the driver for the device's compute capability).
-    """
-    cpu = register_jitable(inline="always")(fn)
-    gpu = cuda.jit(device=True, inline="always")(fn) if cuda is not None else None
-    return cpu, gpu
-
-
 activate, activate_cuda = shared(activate)
 activate_grad, activate_grad_cuda = shared(activate_grad)
 
 
-# -- compilation conventions shared by every kernel module ----------------------------------------
-
-# Only "nsz" (the sign of a zero may differ): no reassociation, contraction, reciprocal or
-# approximate-function flags. Those let LLVM round differently wherever it optimises a function
-# again, and Numba does optimise every called kernel again inside each caller; the copy a call
-# binds to then depends on what the process compiled or loaded from the cache first
-# (docs/kernels.md, "Compiled once, the same everywhere"). The tiles that need vector partial
-# sums or fused multiply-adds say so explicitly: lane_sum and fmuladd below.
-FASTMATH = {"nsz"}
-
-
-def compiled(fn, name, **flags):
-    """``fn`` compiled (cached, FASTMATH) under its own name, so that the serial and the parallel
-    compilations of one body keep separate cache files."""
-    clone = types.FunctionType(fn.__code__, fn.__globals__, name)
-    clone.__qualname__ = name
-    return njit(cache=True, fastmath=FASTMATH, **flags)(clone)
-
-
-def cuda_jit(fn):
-    """``cuda.jit`` without a signature: nothing compiles until the first launch (and importing
-    a kernel module works without a GPU)."""
-    return cuda.jit(fn) if cuda is not None else None
-
-
-# Plain (not inlined) calls: several inlined call sites of the multi-return activate in one
+# Plain (not inlined) calls, for the row passes that call σ in several places
+# (kernels/tangent/cpu.py): several inlined call sites of the multi-return activate in one
 # function trip numba's pedantic IR check (NumbaIRAssumptionWarning); LLVM inlines them anyway.
 @njit(cache=True, fastmath=FASTMATH)
-def sigma(y, code):
+def activate_call(y, code):
     return activate(y, code)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def sigma_grad(y, code):
+def activate_grad_call(y, code):
     return activate_grad(y, code)
-
-
-def step_param(theta, adam_m, adam_v, n, j, ascent, optimizer, lr, beta1, one_minus_beta1,
-               beta2, one_minus_beta2, step_size, eps_hat):
-    """One step of ``theta[n, j]``: SGD ascent (optimizer 0), or Adam descent on g = −ascent
-    with the bias corrections folded into ``step_size`` and ``eps_hat``.
-
-    Under SGD the moment arrays are not touched (they may be placeholders).
-    """
-    if optimizer == 0:
-        theta[n, j] += lr * ascent
-    else:
-        g = -ascent
-        m = beta1 * adam_m[n, j] + one_minus_beta1 * g
-        v = beta2 * adam_v[n, j] + one_minus_beta2 * g * g
-        adam_m[n, j] = m
-        adam_v[n, j] = v
-        theta[n, j] -= step_size * m / (math.sqrt(v) + eps_hat)
-
-
-step_param, step_param_cuda = shared(step_param)
-
-
-# -- cpu-face building blocks shared by the tiled kernels (kernels/step.py, update_local.py) ------
-
-@intrinsic
-def fmuladd(typingctx, a, b, c):
-    """``a·b + c`` as LLVM's ``llvm.fmuladd``: one fused multiply-add where the target has one
-    (every x86-64 CPU with FMA or AVX-512), else a multiply and an add. The choice is the
-    target's (its CPU features are part of Numba's cache key), never the optimiser's, so a
-    kernel rounds the same wherever LLVM compiled it; plain ``a * b + c`` under ``contract``
-    would be fused or not depending on what surrounds it."""
-    if not (isinstance(a, nbtypes.Float) and a == b == c):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ty = context.get_value_type(signature.return_type)
-        name = "llvm.fmuladd.f32" if signature.return_type == nbtypes.float32 else "llvm.fmuladd.f64"
-        fn = cgutils.get_or_insert_function(builder.module, llvmir.FunctionType(ty, [ty, ty, ty]), name)
-        return builder.call(fn, args)
-
-    return a(a, b, c), codegen
 
 
 @njit(cache=True, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -170,53 +126,80 @@ def tanh32(x):
     return x * p / q
 
 
-@intrinsic
-def stack_empty(typingctx, size, like):
-    """A pointer to ``size`` (a literal) elements of ``like``'s dtype on the stack (an alloca):
-    register tiles of accumulators that LLVM keeps in vector registers."""
-    if not isinstance(size, nbtypes.IntegerLiteral):
-        return None
-    n = size.literal_value
+# -- Adam ---------------------------------------------------------------------------------------
 
-    def codegen(context, builder, signature, args):
-        ty = context.get_value_type(like.dtype)
-        return cgutils.alloca_once(builder, ty, size=context.get_constant(nbtypes.intp, n))
-
-    return nbtypes.CPointer(like.dtype)(size, like), codegen
+ADAM_BETA1 = 0.9
+ADAM_BETA2 = 0.999
+ADAM_EPS = 1e-8
 
 
-@intrinsic
-def lane_sum(typingctx, acc, row, lanes):
-    """``Σ_l acc[row, l]`` over the first ``lanes`` (a literal power of two) entries of a row
-    of the C-contiguous 2-D ``acc``, as one vector: lane l plus lane l + lanes/2, then the
-    lower half plus its upper half again, down to one lane. The order is fixed by the IR, not
-    left to fastmath reassociation: the horizontal sum of a register tile's partial sums."""
-    if not (isinstance(lanes, nbtypes.IntegerLiteral) and isinstance(acc, nbtypes.Array)
-            and acc.ndim == 2 and acc.layout == "C" and isinstance(acc.dtype, nbtypes.Float)):
-        return None
-    n = lanes.literal_value
-    if n < 1 or n & (n - 1):
-        return None
+def _bias_corrected(lr, step, beta1, beta2, eps):
+    """``(step_size, eps_hat)`` of Adam step ``step`` (no checks: also a CUDA device function)."""
+    root = math.sqrt(1.0 - math.pow(beta2, step))
+    return lr * root / (1.0 - math.pow(beta1, step)), eps * root
 
-    def codegen(context, builder, signature, args):
-        arr = context.make_array(acc)(context, builder, args[0])
-        ty = context.get_value_type(acc.dtype)
-        ncols = builder.extract_value(arr.shape, 1)
-        r = context.cast(builder, args[1], signature.args[1], nbtypes.intp)
-        ptr = builder.gep(arr.data, [builder.mul(r, ncols)])
-        vec = builder.load(builder.bitcast(ptr, llvmir.VectorType(ty, n).as_pointer()), align=4)
-        i32 = llvmir.IntType(32)
 
-        def lanes_from(first, count):
-            return llvmir.Constant(llvmir.VectorType(i32, count),
-                                   [llvmir.Constant(i32, first + i) for i in range(count)])
+bias_corrected, bias_corrected_cuda = shared(_bias_corrected)
 
-        width = n
-        while width > 1:
-            width //= 2
-            lo = builder.shuffle_vector(vec, vec, lanes_from(0, width))
-            hi = builder.shuffle_vector(vec, vec, lanes_from(width, width))
-            vec = builder.fadd(lo, hi)
-        return builder.extract_element(vec, llvmir.Constant(llvmir.IntType(32), 0))
 
-    return acc.dtype(acc, row, lanes), codegen
+def adam_scalars(lr: float, step: int, beta1: float = ADAM_BETA1, beta2: float = ADAM_BETA2,
+                 eps: float = ADAM_EPS) -> tuple[float, float]:
+    """``(step_size, eps_hat)`` of Adam step ``step`` ≥ 1, the bias corrections folded in:
+    ``θ −= step_size·m/(√v + eps_hat)`` equals ``θ −= lr·m̂/(√v̂ + ε)``."""
+    if step < 1:
+        raise ValueError(f"adam_scalars: step {step!r}, expected an Adam step >= 1")
+    return bias_corrected(float(lr), float(step), float(beta1), float(beta2), float(eps))
+
+
+def adam_step(m, v, g, beta1, one_minus_beta1, beta2, one_minus_beta2, step_size, eps_hat):
+    """One Adam step of one parameter with loss gradient ``g``: ``(m', v', Δ)``, θ' = θ − Δ."""
+    m = beta1 * m + one_minus_beta1 * g
+    v = beta2 * v + one_minus_beta2 * g * g
+    return m, v, step_size * m / (math.sqrt(v) + eps_hat)
+
+
+adam_step, adam_step_cuda = shared(adam_step)
+
+
+def step_param(theta, adam_m, adam_v, n, j, ascent, optimizer, lr, beta1, one_minus_beta1,
+               beta2, one_minus_beta2, step_size, eps_hat):
+    """One step of ``theta[n, j]``: SGD ascent (optimizer 0), or Adam descent on g = −ascent
+    with the bias corrections folded into ``step_size`` and ``eps_hat``.
+
+    Under SGD the moment arrays are not touched (they may be placeholders).
+    """
+    if optimizer == 0:
+        theta[n, j] += lr * ascent
+    else:
+        m, v, d = adam_step(adam_m[n, j], adam_v[n, j], -ascent, beta1, one_minus_beta1, beta2,
+                            one_minus_beta2, step_size, eps_hat)
+        adam_m[n, j] = m
+        adam_v[n, j] = v
+        theta[n, j] -= d
+
+
+def _step_param_cuda(theta, adam_m, adam_v, n, j, ascent, optimizer, lr, beta1, one_minus_beta1,
+                     beta2, one_minus_beta2, step_size, eps_hat):
+    if optimizer == 0:
+        theta[n, j] += lr * ascent
+    else:
+        m, v, d = adam_step_cuda(adam_m[n, j], adam_v[n, j], -ascent, beta1, one_minus_beta1, beta2,
+                                 one_minus_beta2, step_size, eps_hat)
+        adam_m[n, j] = m
+        adam_v[n, j] = v
+        theta[n, j] -= d
+
+
+step_param = register_jitable(inline="always")(step_param)
+step_param_cuda = cuda_device(_step_param_cuda)
+
+
+def adam_arrays(theta, m, v, grad, step_size, eps_hat, beta1=ADAM_BETA1, beta2=ADAM_BETA2) -> None:
+    """One Adam step of the NumPy or CuPy array ``theta`` down ``grad``, in place (``m``, ``v``
+    its moments; ``step_size``, ``eps_hat`` from :func:`adam_scalars`). Python-float scalars
+    keep float32 arrays float32."""
+    m *= beta1
+    m += (1.0 - beta1) * grad
+    v *= beta2
+    v += (1.0 - beta2) * (grad * grad)
+    theta -= step_size * m / (v ** 0.5 + eps_hat)   # ** 0.5: NumPy and CuPy alike

@@ -1,6 +1,7 @@
 """Fused local update: every non-sensor neuron's critic, its row of K and its bias, in one call.
 
-Every non-sensor neuron n is an agent (DESIGN.md §3). From a batch of transitions it takes one
+Every non-sensor neuron n is an agent (docs/design.md#3-every-neuron-is-an-agent). From a batch of
+transitions it takes one
 critic step, then one actor step with the updated critic, then a soft target update::
 
     x = f_n ⊙ V[t, b]        critic features: f_n = 1 (view "all") or the mask row (M[n] ≠ 0)
@@ -45,7 +46,6 @@ once.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -56,14 +56,14 @@ try:  # the cuda face needs numba-cuda; the others do not
 except ImportError:  # pragma: no cover
     cuda = None
 
-from leaky.errors import ConfigError
-from leaky.kernels.scalar import FASTMATH as _FAST
-from leaky.kernels.scalar import compiled
-from leaky.kernels.scalar import fmuladd as _fma
-from leaky.kernels.scalar import stack_empty as _stack_empty
+from leaky.kernels.data import array_module
+from leaky.kernels.jit import FASTMATH as _FAST
+from leaky.kernels.jit import compiled, shared
+from leaky.kernels.jit import cuda_jit as _cuda_jit
+from leaky.kernels.jit import fmuladd as _fma
+from leaky.kernels.jit import stack_empty as _stack_empty
 from leaky.kernels.scalar import tanh32 as _tanh32
-from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
-from leaky.kernels.scalar import cuda_jit as _cuda_jit
+from leaky.kernels.scalar import activate_cuda, activate_grad_cuda
 from leaky.kernels.scalar import step_param as _step_param
 from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
 
@@ -79,85 +79,11 @@ VIEWS = {"all": 0, "presynaptic": 1}
 BASELINES = {"own": 0, "dopamine": 1}
 OPTIMIZERS = {"sgd": 0, "adam": 1}
 CLOCKS = ("causal", "internal")
-DIAG_COLUMNS = ("td_error", "abs_td_error", "slope")
 
 
 # ---------------------------------------------------------------------------------------------
 # configuration, layout and the learner-side helpers
 # ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class UpdateConfig:
-    """Hyperparameters of one local update (the same for every neuron).
-
-    Parameters
-    ----------
-    family : {"advantage", "linear"}
-    view : {"all", "presynaptic"}
-        Critic features: the whole voltage vector, or the voltages of the mask row.
-    baseline : {"own", "dopamine"}
-        ``own``: TD on the neuron's own critic with a soft-updated target. ``dopamine``: the
-        caller passes a shared TD error and the neuron regresses it on its advantage features.
-    optimizer : {"sgd", "adam"}
-        Of the critic; the actor step is always a plain gradient step.
-    lr_critic, lr_actor : float
-        Step sizes (``lr_actor = 0`` evaluates a policy without changing it).
-    tau_soft : float
-        Soft target update rate in [0, 1].
-    beta1, beta2, eps : float
-        Adam's moment decay rates and ε (added to √v̂).
-    """
-
-    family: str = "advantage"
-    view: str = "all"
-    baseline: str = "own"
-    optimizer: str = "adam"
-    lr_critic: float = 1e-3
-    lr_actor: float = 1e-4
-    tau_soft: float = 0.005
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-
-    def __post_init__(self):
-        for name, table in (("family", FAMILIES), ("view", VIEWS), ("baseline", BASELINES),
-                            ("optimizer", OPTIMIZERS)):
-            if getattr(self, name) not in table:
-                raise ConfigError(f"UpdateConfig.{name}: got {getattr(self, name)!r}, expected one "
-                                  f"of {sorted(table)}")
-        for name in ("lr_critic", "lr_actor"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"UpdateConfig.{name}: got {value!r}, expected a finite "
-                                  "value >= 0")
-        if not 0.0 <= self.tau_soft <= 1.0:
-            raise ConfigError(f"UpdateConfig.tau_soft: got {self.tau_soft!r}, expected a value "
-                              "in [0, 1]")
-        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
-            raise ConfigError(f"UpdateConfig.beta1/beta2: got {(self.beta1, self.beta2)!r}, "
-                              "expected values in [0, 1)")
-        if not self.eps > 0:
-            raise ConfigError(f"UpdateConfig.eps: got {self.eps!r}, expected a value > 0")
-
-    @property
-    def codes(self) -> tuple[int, int, int, int]:
-        """``(family, view, baseline, optimizer)`` as the integer codes the kernels take."""
-        return (FAMILIES[self.family], VIEWS[self.view], BASELINES[self.baseline],
-                OPTIMIZERS[self.optimizer])
-
-    def adam_scalars(self, step: int) -> tuple[float, float]:
-        """``(step_size, eps_hat)`` of Adam step ``step`` ≥ 1, bias corrections folded in.
-
-        ``θ −= step_size · m / (√v + eps_hat)`` equals ``θ −= lr · m̂ / (√v̂ + ε)`` (Kingma & Ba's
-        efficient form, as in :mod:`leaky.optim`). For SGD: ``(lr_critic, 0)``.
-        """
-        if self.optimizer == "sgd":
-            return self.lr_critic, 0.0
-        if step < 1:
-            raise ConfigError(f"update_local: Adam step must be >= 1, got {step!r}")
-        root = math.sqrt(1.0 - self.beta2 ** step)
-        return self.lr_critic * root / (1.0 - self.beta1 ** step), self.eps * root
-
 
 class CriticLayout(NamedTuple):
     """Columns of the packed critic row ``[w (N) | p (N) | c | u | h]``."""
@@ -192,84 +118,6 @@ class Transitions(NamedTuple):
     cont: Any
 
 
-def build_transitions(cache_t, cache_next, reward, terminated, gamma, clock, xp) -> Transitions:
-    """Transitions of every neuron from two consecutive environment steps' caches.
-
-    ``causal``: slice τ is ``(V_{t,τ}, α_{t,τ}) → r_t, V_{t+1,τ}`` with discount γ (each neuron
-    later uses only its decision step τ_n). ``internal``: slice τ is ``V_{t,τ} → V_{t,τ+1}``, the
-    last one → ``V_{t+1,0}`` (the next step's first state, sensors applied), reward 0 but on the
-    last slice, discount γ^(1/ℓ) (times 1 − terminated on the last slice).
-
-    Parameters
-    ----------
-    cache_t, cache_next : StepCache of steps t and t+1 (``V (ℓ+1, B, N)``, ``y, alpha (ℓ, B, N)``)
-    reward, terminated : (B,) arrays; truncation is not termination (it bootstraps)
-    gamma : float
-    clock : {"causal", "internal"}
-    xp : the array module of the caches (NumPy or CuPy)
-
-    Returns
-    -------
-    Transitions, C-contiguous arrays in the caches' dtype.
-    """
-    if clock not in CLOCKS:
-        raise ConfigError(f"build_transitions: clock {clock!r}, expected one of {CLOCKS}")
-    ell, B, _ = cache_t.alpha.shape
-    dtype = cache_t.V.dtype
-    r = xp.asarray(reward, dtype=dtype).reshape(B)
-    alive = 1 - xp.asarray(terminated, dtype=dtype).reshape(B)
-    V = xp.ascontiguousarray(cache_t.V[:ell])
-    y = xp.ascontiguousarray(cache_t.y)
-    alpha = xp.ascontiguousarray(cache_t.alpha)
-    if clock == "causal":
-        V_next = xp.ascontiguousarray(cache_next.V[:ell])
-        y_next = xp.ascontiguousarray(cache_next.y)
-        rewards = xp.ascontiguousarray(xp.broadcast_to(r, (ell, B)))
-        cont = xp.ascontiguousarray(xp.broadcast_to(gamma * alive, (ell, B)))
-    else:
-        V_next = xp.concatenate([cache_t.V[1:ell], cache_next.V[0:1]])
-        y_next = xp.concatenate([cache_t.y[1:ell], cache_next.y[0:1]])
-        rewards = xp.zeros((ell, B), dtype=dtype)
-        rewards[ell - 1] = r
-        g = gamma ** (1.0 / ell)
-        cont = xp.full((ell, B), g, dtype=dtype)
-        cont[ell - 1] = g * alive
-    return Transitions(V, y, alpha, V_next, y_next, rewards, cont.astype(dtype, copy=False))
-
-
-def neuron_slices(decision_step, clock) -> np.ndarray:
-    """``tau (N,) int32``: each neuron's slice (``causal``), or −1 = all slices (``internal``)."""
-    if clock not in CLOCKS:
-        raise ConfigError(f"neuron_slices: clock {clock!r}, expected one of {CLOCKS}")
-    step = np.asarray(decision_step, dtype=np.int32)
-    return step.copy() if clock == "causal" else np.full_like(step, -1)
-
-
-def dopamine_td(w_v, c_v, x, x_next, r, cont, lr):
-    """Shared linear value function ``V(x) = w_v·x + c_v``: TD error, then one SGD step.
-
-    ``δ = r + cont·V(x') − V(x)`` for every transition; then ``w_v += lr·mean[δ x]``,
-    ``c_v += lr·mean[δ]`` in place (means over all T·B transitions). Runs on the arrays'
-    module (NumPy or CuPy), not a per-neuron kernel.
-
-    Parameters
-    ----------
-    w_v : (N,);  c_v : (1,) (an array, so it can change in place)
-    x, x_next : (T, B, N) voltages;  r, cont : (T, B)
-    lr : float
-
-    Returns
-    -------
-    delta : (T, B), the TD error before the step (what the neurons regress on).
-    """
-    delta = r + cont * (x_next @ w_v + c_v[0]) - (x @ w_v + c_v[0])
-    count = delta.size
-    N = x.shape[-1]
-    w_v += (lr / count) * (delta.reshape(-1) @ x.reshape(-1, N))
-    c_v += (lr / count) * delta.sum()
-    return delta
-
-
 def record_slices(tau, T: int) -> np.ndarray:
     """The slice whose transition :func:`critic_values` reports for each neuron: ``tau[n]``
     (``causal``), or the last one, ``T - 1``, the internal step that receives the reward
@@ -279,7 +127,7 @@ def record_slices(tau, T: int) -> np.ndarray:
 
 
 def critic_values(tr: Transitions, delta, tau, mask, theta, theta_bar, n_inputs, activation,
-                  cfg: UpdateConfig, xp):
+                  cfg, xp):
     """Every neuron's critic value and TD error on its transition of each batch row, as the
     update about to learn from them computes them (the critic before the step).
 
@@ -1453,9 +1301,7 @@ def update_local_cuda(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo,
         delta = r
     if adam_m is None or adam_v is None:
         adam_m = adam_v = theta
-    xp = np
-    if not isinstance(theta, np.ndarray):
-        import cupy as xp
+    xp = array_module(theta)
     if work is None:
         work = xp.empty((N, 2, T * B), dtype=np.float32)
     lr_critic, lr_actor, tau_soft, beta1, beta2, step_size, eps_hat = _scalars(theta, cfg, step)

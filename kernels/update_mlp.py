@@ -49,7 +49,6 @@ forward at (x, α) and target forward at (x', μ') ``2·(H(N+1) + H²)``, backwa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -62,13 +61,14 @@ try:  # the cuda face needs numba-cuda; the others do not
 except ImportError:  # pragma: no cover
     cuda = None
 
-from leaky.errors import ConfigError
-from leaky.kernels.scalar import FASTMATH as _FAST
-from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, shared
-from leaky.kernels.scalar import compiled as _compiled
-from leaky.kernels.scalar import cuda_jit as _cuda_jit
-from leaky.kernels.scalar import fmuladd as _fma
-from leaky.kernels.scalar import stack_empty as _stack_empty
+from leaky.kernels.data import array_module
+from leaky.kernels.jit import FASTMATH as _FAST
+from leaky.kernels.jit import compiled as _compiled
+from leaky.kernels.jit import cuda_jit as _cuda_jit
+from leaky.kernels.jit import fmuladd as _fma
+from leaky.kernels.jit import shared
+from leaky.kernels.jit import stack_empty as _stack_empty
+from leaky.kernels.scalar import activate_cuda, activate_grad_cuda
 from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
 from leaky.kernels.scalar import tanh32 as _tanh32
 
@@ -79,8 +79,6 @@ def _cuda_device(fn):
 VIEWS = {"all": 0, "presynaptic": 1}
 OPTIMIZERS = {"sgd": 0, "adam": 1}
 CLOCKS = ("causal", "internal")
-DIAG_COLUMNS = ("td_error", "abs_td_error", "slope")
-HIDDEN_ACTIVATION = "tanh"  # smooth: ∂Q/∂α is continuous in the state, finite differences apply
 
 # The cuda face keeps one value per hidden unit and transition of a tile in shared memory, with
 # one thread per hidden unit: H ≤ MAX_HIDDEN (the cpu and reference faces have no bound).
@@ -96,73 +94,6 @@ IX_SHAPE = (2, TILE_S)              # per transition: slice t, batch row b
 # ---------------------------------------------------------------------------------------------
 # configuration, layout, initialisation
 # ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class MLPUpdateConfig:
-    """Hyperparameters of one MLP-critic update (the same for every neuron).
-
-    Parameters
-    ----------
-    view : {"all", "presynaptic"}
-        Critic features: the whole voltage vector, or the voltages of the mask row.
-    optimizer : {"sgd", "adam"}
-        Of the critic; the actor step is always a plain gradient step.
-    lr_critic, lr_actor : float
-        Step sizes.
-    tau_soft : float
-        Soft target update rate in [0, 1].
-    beta1, beta2, eps : float
-        Adam's moment decay rates and ε (added to √v̂).
-    actor : bool
-        Take the actor step. ``False`` evaluates the current policy (Experiment 1: the local
-        critics learn from DDPG's transitions while DDPG trains the weights).
-    """
-
-    view: str = "all"
-    optimizer: str = "adam"
-    lr_critic: float = 1e-3
-    lr_actor: float = 1e-4
-    tau_soft: float = 0.005
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    actor: bool = True
-
-    def __post_init__(self):
-        for name, table in (("view", VIEWS), ("optimizer", OPTIMIZERS)):
-            if getattr(self, name) not in table:
-                raise ConfigError(f"MLPUpdateConfig.{name}: got {getattr(self, name)!r}, "
-                                  f"expected one of {sorted(table)}")
-        for name in ("lr_critic", "lr_actor"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"MLPUpdateConfig.{name}: got {value!r}, expected a finite value >= 0")
-        if not 0.0 <= self.tau_soft <= 1.0:
-            raise ConfigError(f"MLPUpdateConfig.tau_soft: got {self.tau_soft!r}, expected a value in [0, 1]")
-        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
-            raise ConfigError(f"MLPUpdateConfig.beta1/beta2: got {(self.beta1, self.beta2)!r}, "
-                              "expected values in [0, 1)")
-        if not self.eps > 0:
-            raise ConfigError(f"MLPUpdateConfig.eps: got {self.eps!r}, expected a value > 0")
-
-    @property
-    def codes(self) -> tuple[int, int]:
-        """``(view, optimizer)`` as the integer codes the kernels take."""
-        return VIEWS[self.view], OPTIMIZERS[self.optimizer]
-
-    def adam_scalars(self, step: int) -> tuple[float, float]:
-        """``(step_size, eps_hat)`` of Adam step ``step`` ≥ 1, bias corrections folded in.
-
-        ``θ −= step_size · m / (√v + eps_hat)`` equals ``θ −= lr · m̂ / (√v̂ + ε)``. For SGD:
-        ``(lr_critic, 0)``.
-        """
-        if self.optimizer == "sgd":
-            return self.lr_critic, 0.0
-        if step < 1:
-            raise ConfigError(f"update_mlp: Adam step must be >= 1, got {step!r}")
-        root = math.sqrt(1.0 - self.beta2 ** step)
-        return self.lr_critic * root / (1.0 - self.beta1 ** step), self.eps * root
-
 
 class MLPLayout(NamedTuple):
     """Offsets of the parameter blocks in a packed critic row, and its width ``P``."""
@@ -192,7 +123,7 @@ def mlp_hidden(N: int, width: int) -> int:
     c = N + 4
     H = int(round((-c + math.sqrt(c * c + 4.0 * (width - 1))) / 2)) if width >= 1 else 0
     if H < 1 or mlp_layout(N, H).width != width:
-        raise ConfigError(f"update_mlp: a critic row of {width} parameters fits no hidden size for "
+        raise ValueError(f"update_mlp: a critic row of {width} parameters fits no hidden size for "
                           f"N = {N}; expected H² + (N+4)·H + 1 for some H ≥ 1 (mlp_layout)")
     return H
 
@@ -204,7 +135,7 @@ def unpack_mlp(theta, H: int) -> dict[str, Any]:
     R, width = theta.shape
     N = (width - 1 - H * H - 3 * H) // H - 1 if H >= 1 else -1
     if N < 1 or mlp_layout(N, H).width != width:
-        raise ConfigError(f"unpack_mlp: rows of {width} parameters do not fit H = {H}; expected "
+        raise ValueError(f"unpack_mlp: rows of {width} parameters do not fit H = {H}; expected "
                           "H·(N+1) + H² + 3H + 1 for some N >= 1 (mlp_layout)")
     lay = mlp_layout(N, H)
     return {
@@ -215,48 +146,6 @@ def unpack_mlp(theta, H: int) -> dict[str, Any]:
         "w3": theta[:, lay.w3:lay.b3],
         "b3": theta[:, lay.b3],
     }
-
-
-@dataclass(frozen=True)
-class MLPCritics:
-    """Every neuron's MLP critic: packed parameters, target, Adam moments (each (N, P)).
-
-    The arrays are the state the kernels update in place; :meth:`params` gives named views.
-    """
-
-    theta: Any
-    theta_bar: Any
-    adam_m: Any
-    adam_v: Any
-    hidden: int
-
-    @property
-    def n_neurons(self) -> int:
-        return self.theta.shape[0]
-
-    def params(self, which: str = "theta") -> dict[str, Any]:
-        """Named views (:func:`unpack_mlp`) of ``theta``, ``theta_bar``, ``adam_m`` or ``adam_v``."""
-        return unpack_mlp(getattr(self, which), self.hidden)
-
-
-def init_mlp_critics(N: int, H: int, seed, dtype=np.float64) -> MLPCritics:
-    """N critics with H hidden units, NumPy arrays in ``dtype`` (float64 by default).
-
-    Scaled uniform, as PyTorch initialises linear layers: every weight and bias of a layer with
-    fan-in F is drawn from U(−1/√F, 1/√F) (F = N+1, H, H for the three layers). The target
-    starts equal to the critic, the Adam moments at zero. ``seed``: an int or a Generator.
-    """
-    if N < 1 or H < 1:
-        raise ConfigError(f"init_mlp_critics: N = {N}, H = {H}; expected both >= 1")
-    rng = np.random.default_rng(seed)
-    lay = mlp_layout(N, H)
-    theta = np.empty((N, lay.width))
-    bound1 = 1.0 / math.sqrt(N + 1)
-    bound2 = 1.0 / math.sqrt(H)
-    theta[:, :lay.W2] = rng.uniform(-bound1, bound1, (N, lay.W2))
-    theta[:, lay.W2:] = rng.uniform(-bound2, bound2, (N, lay.width - lay.W2))
-    theta = theta.astype(dtype)
-    return MLPCritics(theta, theta.copy(), np.zeros_like(theta), np.zeros_like(theta), H)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1096,43 +985,6 @@ _update_cpu_serial = _compiled(_update_cpu_body, "_update_mlp_cpu_serial")
 _update_cpu_parallel = _compiled(_update_cpu_body, "_update_mlp_cpu_parallel", parallel=True)
 
 
-@_cpu_jit()
-def _slopes_neuron_cpu(n, XP, MU, mask, theta, out, H, view):
-    B, N = MU.shape
-    nb = (B + BLOCK_CPU - 1) // BLOCK_CPU
-    Hp = _round_up_cpu(H, UNITS_CPU)
-    mu = np.zeros(nb * BLOCK_CPU, dtype=theta.dtype)
-    for b in range(B):
-        mu[b] = MU[b, n]
-    WT = np.empty((N, Hp), dtype=theta.dtype)
-    W2s = np.empty((2, Hp, Hp), dtype=theta.dtype)
-    vec = np.empty((4, Hp), dtype=theta.dtype)
-    AP = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    H1P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    H2P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    G1P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    G2P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    ones = np.ones(nb * BLOCK_CPU, dtype=theta.dtype)
-    slope = np.empty(nb * BLOCK_CPU, dtype=theta.dtype)
-    _slope_pass(XP, 0, 0, N, mu, theta[n], N, H, mask[n], view, WT, W2s, vec, AP, H1P, H2P, G1P,
-                G2P, ones, slope)
-    for b in range(B):
-        out[b, n] = slope[b]
-
-
-def _slopes_cpu_body(XP, MU, mask, theta, out, n_inputs, H, view):
-    B, N = MU.shape
-    for n in prange(N):
-        if n < n_inputs:
-            for b in range(B):
-                out[b, n] = 0.0
-        else:
-            _slopes_neuron_cpu(n, XP, MU, mask, theta, out, H, view)
-
-
-_slopes_cpu_serial = _compiled(_slopes_cpu_body, "_slopes_mlp_cpu_serial")
-_slopes_cpu_parallel = _compiled(_slopes_cpu_body, "_slopes_mlp_cpu_parallel", parallel=True)
-
 # Below this many multiply-adds per call (a few ms of serial work) the parallel region's start,
 # join and imbalance over N neurons cost more than the split saves: measured on a 2-core machine,
 # 16 × 4 × 16 (causal, 1e5 multiply-adds) took 0.17 ms serial and 11 ms parallel, and parallel
@@ -1199,24 +1051,6 @@ def update_mlp_cpu(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K
            bias, theta, theta_bar, adam_m, adam_v, diag, int(n_inputs), H, view, optimizer,
            bool(cfg.actor), *_scalars(theta, cfg, step))
     return diag
-
-
-def slopes_mlp_cpu(V, y, mask, theta, n_inputs, activation, view, out):
-    """:func:`slopes_mlp_reference` on the CPU, written into ``out (B, N)``; returns ``out``."""
-    B, N = V.shape
-    H = mlp_hidden(N, theta.shape[1])
-    dtype = theta.dtype
-    V = np.ascontiguousarray(V, dtype=dtype)
-    y = np.ascontiguousarray(y, dtype=dtype)
-    XP = np.empty((_panel_blocks(B, 1, False), N, BLOCK_CPU), dtype=dtype)
-    _pack_panels(V, N, B, 1, True, False, XP)
-    MU, SG, MUN = (np.empty_like(y) for _ in range(3))
-    _actions_cpu(y, y, int(activation), MU, SG, MUN)
-    kernel = (_slopes_cpu_parallel if B * N * (H * (N + 1) + 2 * H * H) >= PARALLEL_MIN_WORK
-              else _slopes_cpu_serial)
-    kernel(XP, MU, np.ascontiguousarray(mask, dtype=dtype), theta, out, int(n_inputs), H,
-           VIEWS[view])
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1461,43 +1295,11 @@ def _update_kernel(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K
         diag[n, 2] = s_slope * inv
 
 
-@_cuda_jit
-def _slopes_kernel(V, y, mask, theta, out, n_inputs, activation, H, view):
-    h1s = cuda.shared.array(HS_SHAPE, float32)
-    g2s = cuda.shared.array(HS_SHAPE, float32)
-    red = cuda.shared.array(RED_SHAPE, float32)
-    n = cuda.blockIdx.x
-    k = cuda.threadIdx.x
-    q = cuda.threadIdx.y
-    B = V.shape[0]
-    N = V.shape[1]
-    if n < n_inputs:
-        for b in range(q * MAX_HIDDEN + k, B, NTHREADS):
-            out[b, n] = float32(0.0)
-        return
-    for j0 in range(0, B, TILE_S):
-        b = j0 + q
-        live = b < B
-        bb = b if live else 0
-        slope = _slope_tile(theta[n], V[bb], mask[n], activate_cuda(y[bb, n], activation), live,
-                            k, q, N, H, view, h1s, g2s, red)
-        if live and k == 0:
-            out[b, n] = slope
-        cuda.syncthreads()
-
-
 def _check_hidden_cuda(H):
     if H > MAX_HIDDEN:
-        raise ConfigError(f"update_mlp cuda face: hidden size H = {H} exceeds MAX_HIDDEN = "
+        raise ValueError(f"update_mlp cuda face: hidden size H = {H} exceeds MAX_HIDDEN = "
                           f"{MAX_HIDDEN} (one thread and one shared-memory slot per hidden unit); "
                           "use H <= MAX_HIDDEN or the cpu face")
-
-
-def _xp_of(a):
-    if isinstance(a, np.ndarray):
-        return np
-    import cupy
-    return cupy
 
 
 def update_mlp_cuda(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
@@ -1517,9 +1319,9 @@ def update_mlp_cuda(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, 
     if adam_m is None or adam_v is None:
         adam_m = adam_v = theta
     if work is None:
-        work = _xp_of(theta).empty(theta.shape, dtype=np.float32)
+        work = array_module(theta).empty(theta.shape, dtype=np.float32)
     elif tuple(work.shape) != tuple(theta.shape):
-        raise ConfigError(f"update_mlp_cuda: work has shape {tuple(work.shape)}, expected "
+        raise ValueError(f"update_mlp_cuda: work has shape {tuple(work.shape)}, expected "
                           f"{tuple(theta.shape)} (the shape of theta)")
     view, optimizer = cfg.codes
     _update_kernel[(max(1, N),), (MAX_HIDDEN, TILE_S), stream](
@@ -1529,20 +1331,8 @@ def update_mlp_cuda(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, 
     return diag
 
 
-def slopes_mlp_cuda(V, y, mask, theta, n_inputs, activation, view, out, stream=0):
-    """:func:`slopes_mlp_reference` on the GPU, float32, written into ``out (B, N)``."""
-    B, N = V.shape
-    H = mlp_hidden(N, theta.shape[1])
-    _check_hidden_cuda(H)
-    _slopes_kernel[(max(1, N),), (MAX_HIDDEN, TILE_S), stream](
-        V, y, mask, theta, out, np.int32(n_inputs), np.int32(activation), np.int32(H),
-        np.int32(VIEWS[view]))
-    return out
-
-
 FACES = {"numpy": update_mlp_reference, "cpu": update_mlp_cpu, "cuda": update_mlp_cuda}
 """The update face each backend runs (:mod:`leaky.backend` names)."""
-SLOPE_FACES = {"numpy": slopes_mlp_reference, "cpu": slopes_mlp_cpu, "cuda": slopes_mlp_cuda}
 
 # Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
 _F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
@@ -1551,5 +1341,4 @@ CUDA_KERNELS = [
                       f"{_I1}, {_I1}, {_F2}, {_F1}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, "
                       f"int32, int32, int32, int32, int32, boolean, float32, float32, float32, "
                       f"float32, float32, float32, float32)"]),
-    (_slopes_kernel, [f"void({_F2}, {_F2}, {_F2}, {_F2}, {_F2}, int32, int32, int32, int32)"]),
 ]

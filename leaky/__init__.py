@@ -6,25 +6,45 @@
 >>> V, action, cache = net.step(V, [[0.1, 0.2, 0.3], [0.0, 0.0, 0.0]])
 >>> action.shape, cache.V.shape
 ((2, 1), (3, 2, 20))
+
+The names below load on first use (PEP 562), so that ``import leaky.kernels.step`` loads the
+kernels alone: no h5py, gymnasium or learner (docs/layout.md).
 """
+
+import importlib
 
 from leaky import threads as _threads
 
 _threads.configure()  # BLAS on one thread unless the user says otherwise (leaky/threads.py)
 
-from leaky.backend import Backend, get_backend, gpu_available, to_numpy  # noqa: E402
-from leaky.config import NetworkConfig  # noqa: E402
-from leaky.errors import ConfigError, DivergenceError, InputError, LeakyError, TraceError  # noqa: E402
-from leaky.network import Network, StepCache  # noqa: E402
-from leaky.trace import Trace, TraceReader, export_minari, open_trace  # noqa: E402
-from leaky.threads import blas_threads, set_blas_threads  # noqa: E402
-from leaky.train import TrainConfig, TrainResult  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "Backend", "ConfigError", "DivergenceError", "InputError", "LeakyError", "Network",
-    "NetworkConfig", "StepCache", "Trace", "TraceError", "TraceReader", "export_minari", "open_trace", "TrainConfig", "TrainResult", "get_backend",
-    "gpu_available", "to_numpy", "blas_threads", "set_blas_threads",
-    "__version__",
-]
+_EXPORTS = {
+    "leaky.backend": ("Backend", "get_backend", "gpu_available", "to_numpy"),
+    "leaky.config": ("NetworkConfig",),
+    "leaky.errors": ("ConfigError", "DivergenceError", "InputError", "LeakyError", "TraceError"),
+    "leaky.network": ("Network", "StepCache"),
+    "leaky.local": ("LocalConfig", "LocalLearner"),
+    "leaky.perturbation": ("PerturbationConfig", "PerturbationLearner"),
+    "leaky.ddpg": ("DDPGConfig", "DDPGLearner"),
+    "leaky.shared_critic": ("SharedCriticLearner",),
+    "leaky.trace": ("Trace", "TraceReader", "export_minari", "open_trace"),
+    "leaky.threads": ("blas_threads", "set_blas_threads"),
+    "leaky.train": ("TrainConfig", "TrainResult"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF) + ["__version__"]
+
+
+def __getattr__(name):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'leaky' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -215,22 +215,22 @@ def _bench_step_case(B, N, ell, sizes, repeats, reference_max_work) -> list[Row]
     cfg, V0, obs, xi = _step_inputs(B, N, ell, sizes=sizes)
     N, ell = cfg.n_neurons, cfg.delay
     net = Network(cfg, backend="cpu")
-    flags = (cfg.n_inputs, 0, 0, cfg.kappa, False)
+    flags = sk.StepFlags(cfg.n_inputs, 0, 0, cfg.kappa, False)
     nnz = sk.presynaptic_count(net.col_lo, net.col_hi)
     flops, nbytes = step_counts(cfg, B, nnz)
-    K, b, leak, lo, hi = net.K, net.b, net.leak, net.col_lo, net.col_hi
+    K = net.K
+    snet = sk.StepNet(net.K, net.b, net.leak, net.col_lo, net.col_hi, nnz=nnz)
     u = obs  # identity encoder
-    want = sk.step_reference(V0, u, K, b, leak, xi, lo, hi, *flags)
+    want = sk.step_reference(V0, u, xi, snet, flags)
 
-    out = tuple(np.empty(s, np.float32) for s in [(ell + 1, B, N)] + [(ell, B, N)] * 3)
+    out = sk.StepOut(*(np.empty(s, np.float32) for s in [(ell + 1, B, N)] + [(ell, B, N)] * 3))
     schedule = sk.cpu_schedule(B, ell, nnz)[0]
-    faces = {schedule: lambda: sk.step_cpu(V0, u, K, b, leak, xi, lo, hi, *flags, out=out, nnz=nnz)}
+    faces = {schedule: lambda: sk.step_cpu(V0, u, xi, snet, flags, out)}
     if schedule != "serial":
-        faces["serial"] = lambda: sk.step_cpu(V0, u, K, b, leak, xi, lo, hi, *flags, out=out, nnz=nnz,
-                                              schedule="serial")
+        faces["serial"] = lambda: sk.step_cpu(V0, u, xi, snet, flags, out, schedule="serial")
     for name, fn in faces.items():
         _check(fn(), want, N, f"step cpu ({name})")
-    comp = lambda: sk.step_composed(np, V0, u, K, b, leak, xi, *flags)  # noqa: E731
+    comp = lambda: sk.step_composed(np, V0, u, xi, snet, flags)  # noqa: E731
     _check(comp(), want, N, "step composed")
     Kt = np.ascontiguousarray(K.T)
     gemm = lambda: [V0 @ Kt for _ in range(ell)]  # noqa: E731
@@ -258,7 +258,7 @@ def _bench_step_case(B, N, ell, sizes, repeats, reference_max_work) -> list[Row]
     for name, t in t_faces.items():
         row("fused", "cpu", t, f"numba.njit, schedule {name}, {kind}", t_ceil, t_comp)
     if ell * B * N * N <= reference_max_work:
-        ref = lambda: sk.step_reference(V0, u, K, b, leak, xi, lo, hi, *flags)  # noqa: E731
+        ref = lambda: sk.step_reference(V0, u, xi, snet, flags)  # noqa: E731
         row("reference", "numpy", time_host(ref, repeats), "float64", t_ceil, t_comp)
     if gpu_available():
         rows.extend(_bench_step_gpu(cfg, net, V0, u, xi, want, flags, flops, nbytes))
@@ -285,11 +285,11 @@ def _bench_step_gpu(cfg, net, V0, u, xi, want, flags, flops, nbytes) -> list[Row
     ell, B, N = xi.shape
     d = {k: cp.asarray(v) for k, v in dict(V0=V0, u=u, K=net.K, b=net.b, leak=net.leak, xi=xi).items()}
     tlo, thi = (cp.asarray(a) for a in sk.tile_ranges(net.col_lo, net.col_hi))
-    out = tuple(cp.empty(s, cp.float32) for s in [(ell + 1, B, N)] + [(ell, B, N)] * 3)
-    args = (d["V0"], d["u"], d["K"], d["b"], d["leak"], d["xi"])
-    fused = lambda: sk.step_cuda(*args, tlo, thi, *flags, out=out)  # noqa: E731
+    out = sk.StepOut(*(cp.empty(s, cp.float32) for s in [(ell + 1, B, N)] + [(ell, B, N)] * 3))
+    snet = sk.StepNet(d["K"], d["b"], d["leak"], net.col_lo, net.col_hi, tlo, thi)
+    fused = lambda: sk.step_cuda(d["V0"], d["u"], d["xi"], snet, flags, out)  # noqa: E731
     _check(fused(), want, N, "step cuda")
-    comp = lambda: sk.step_composed(cp, *args, *flags)  # noqa: E731
+    comp = lambda: sk.step_composed(cp, d["V0"], d["u"], d["xi"], snet, flags)  # noqa: E731
     _check(comp(), want, N, "step cupy composed")
     Kt = cp.ascontiguousarray(d["K"].T)
     gemm = lambda: [d["V0"] @ Kt for _ in range(ell)]  # noqa: E731
@@ -477,6 +477,7 @@ def _update_inputs(N, B, ell, family="advantage", H=16, seed=0):
     mid-run critic parameters of ``family`` (``advantage`` or ``mlp`` with H hidden units)."""
     from leaky.config import NetworkConfig
     from leaky.kernels import update_local as ul
+    from leaky.critics import MLPUpdateConfig, UpdateConfig, build_transitions, init_mlp_critics, neuron_slices
     from leaky.kernels import update_mlp as um
     from leaky.network import Network
 
@@ -486,17 +487,17 @@ def _update_inputs(N, B, ell, family="advantage", H=16, seed=0):
     obs = rng.standard_normal((B, 3))
     V1, _, c1 = net.step(net.reset(B), obs, 0.1 * rng.standard_normal((ell, B, N)))
     _, _, c2 = net.step(V1, rng.standard_normal((B, 3)), 0.1 * rng.standard_normal((ell, B, N)))
-    tr = ul.build_transitions(c1, c2, rng.standard_normal(B).astype(np.float32),
-                              np.zeros(B, np.float32), 0.99, "causal", np)
-    tau = ul.neuron_slices(net.decision_step, "causal")
+    tr = build_transitions(c1, c2, rng.standard_normal(B).astype(np.float32),
+                           np.zeros(B, np.float32), 0.99, "causal", np)
+    tau = neuron_slices(net.decision_step, "causal")
     if family == "mlp":
-        theta = um.init_mlp_critics(N, H, seed).theta
-        ucfg = um.MLPUpdateConfig(lr_critic=1e-3, lr_actor=1e-2)
+        theta = init_mlp_critics(N, H, seed).theta
+        ucfg = MLPUpdateConfig(lr_critic=1e-3, lr_actor=1e-2)
     else:
         lay = ul.critic_layout(N)
         theta = 0.1 * rng.standard_normal((N, lay.width))
         theta[:, lay.h] = -np.abs(theta[:, lay.h])
-        ucfg = ul.UpdateConfig(lr_critic=1e-3, lr_actor=1e-2)
+        ucfg = UpdateConfig(lr_critic=1e-3, lr_actor=1e-2)
     # a mid-run Adam state: the step is smooth in the gradient, so float32 rounding cannot flip
     # a sign the way m̂/√v̂ = ±1 at zero moments would
     params = dict(K=net.K.astype(np.float64), bias=0.1 * rng.standard_normal(N), theta=theta,
@@ -832,6 +833,7 @@ def _bench_credit_kernels(N, B, ell, repeats) -> list[Row]:
     from leaky.ddpg import ActorParams, actor_forward
     from leaky.kernels import credit as ck
     from leaky.kernels import tangent as tk
+    from leaky.kernels.scalar import adam_scalars
 
     learners, ddpg, batch = _credit_learners(N, B, ell)
     lr = learners["feedback"]
@@ -893,7 +895,7 @@ def _bench_credit_kernels(N, B, ell, repeats) -> list[Row]:
         f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
         cb = ck.CreditBatch(tout.Vc, tout.y, tout.scale, T, f32(tout.Vdot[:, :, N - n_act:]),
                             f32(rng.standard_normal((B, n_act))), f32(rng.uniform(0, 1, (B, n_act))))
-        sc = ck.CreditScalars(n_in, net._activation, learner.rule, 0.01, *ck.adam_scalars(1e-3, 5),
+        sc = ck.CreditScalars(n_in, net._activation, learner.rule, 0.01, *adam_scalars(1e-3, 5),
                               0.9, 0.999, True)
 
         agents = (np.arange(N) >= n_in).astype(np.float32)

@@ -2,7 +2,8 @@
 
 Two measurements (docs/trace-format.md reports and discusses them):
 
-* **overhead** — the DESIGN.md §3 prototype (Pendulum-v1 × 16 envs, ``layered([3, 32, 32, 1])``,
+* **overhead** — the docs/design.md#3-every-neuron-is-an-agent prototype (Pendulum-v1 × 16 envs,
+  ``layered([3, 32, 32, 1])``,
   ℓ = 3) steps untraced, and the arrays it produced are then logged into a :class:`leaky.Trace`
   at its defaults (env 0, default neurons, all four per-neuron fields, last voltages, lzf,
   flush every 1000 vector steps). Overhead = time inside ``log_step`` (flushes and close
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-SIZES = [3, 32, 32, 1]          # the prototype of DESIGN.md §3
+SIZES = [3, 32, 32, 1]          # the prototype of docs/design.md#3-every-neuron-is-an-agent
 N_ENVS = 16
 ENV_ID = "Pendulum-v1"
 

@@ -1,4 +1,5 @@
-"""Standard DDPG with the leaky network as the actor (DESIGN.md §4): the backprop baseline.
+"""Standard DDPG with the leaky network as the actor
+(docs/design.md#5-the-baseline-ddpg-on-the-same-network): the backprop baseline.
 
 Actor ``μ(V, s)``: one environment step of the network (``ℓ`` internal steps from the carried
 voltages ``V``) followed by the decoder. Critic: an MLP ``Q(s, a)``. The actor ascends
@@ -768,7 +769,7 @@ _pcg64_words, _set_pcg64_words, _int_seed = pcg64_words, set_pcg64_words, int_se
 
 
 def _checked(be: Backend, name: str, x, ndim: int):
-    """``x`` on the backend, checked for rank and finiteness (DESIGN.md §8)."""
+    """``x`` on the backend, checked for rank and finiteness (docs/design.md#9-errors)."""
     if not hasattr(x, "shape"):
         x = np.asarray(x, dtype=np.float64)
     if len(x.shape) != ndim:

@@ -45,18 +45,9 @@ from leaky.errors import ConfigError
 from leaky.kernels import loop as lk
 from leaky.kernels import step as sk
 from leaky.kernels import update_local as ul
+from leaky.kernels.spec import Launch
 from leaky.local import LocalConfig, LocalLearner
 from leaky.network import Network, StepCache
-
-
-@dataclass(frozen=True)
-class Launch:
-    """One kernel launch: ``kernel[grid, block, stream](*args)``."""
-
-    kernel: Any
-    grid: tuple
-    block: tuple
-    args: tuple
 
 
 class Stream:
@@ -260,9 +251,8 @@ class GraphedLocalLearner(LocalLearner):
             work=be.zeros((N, 2, ell * B)), counter=self.counter, adam_step=self.adam_step_dev,
             sched=be.zeros(2))
         self.buf = buf
-        flags = (np.int32(n_in), np.int32(net._activation), np.int32(net._inhibition), f32(net.config.kappa),
-                 bool(net._pulse))
-        step_grid = ((max(1, -(-B // sk.TILE_B)),), (sk.TILE_N, sk.TILE_B))
+        flags = sk.StepFlags(n_in, net._activation, net._inhibition, net.config.kappa, net._pulse)
+        snet = sk.StepNet(net.K, net.b, net.leak, net.col_lo, net.col_hi, net._tile_lo_dev, net._tile_hi_dev)
         prep_grid = lk.grid_for(max(ell * B * N, B * n_in))
 
         def prepare(stream_id, xi, obs, u):
@@ -271,9 +261,7 @@ class GraphedLocalLearner(LocalLearner):
                            shift, u))
 
         def step(V0, u, xi, out):
-            return Launch(sk._step_kernel, *step_grid,
-                          (V0, u, net.K, net.b, net.leak, xi, net._tile_lo_dev, net._tile_hi_dev, *flags, out.V, out.z, out.y,
-                           out.alpha))
+            return sk.step_launch(V0, u, xi, snet, flags, sk.StepOut(out.V, out.z, out.y, out.alpha))
 
         family, view, baseline, optimizer = self.ucfg.codes
         u = self.ucfg
@@ -385,7 +373,3 @@ class GraphedLocalLearner(LocalLearner):
         self.adam_step_dev[...] = be.asarray([self.adam_step], dtype=np.int64)
         self._phase, self._have_prev, self._built_for = "act", False, None
 
-
-def graph_capture_available() -> bool:
-    """True on a real GPU (the simulator has no graphs)."""
-    return not cuda_simulator()

@@ -1,4 +1,5 @@
-"""The backprop-free learner: every non-sensor neuron an agent with its own critic (DESIGN.md §3).
+"""The backprop-free learner: every non-sensor neuron an agent with its own critic
+(docs/design.md#3-every-neuron-is-an-agent).
 
 Each environment step the network acts with per-neuron Gaussian noise ξ; one step later the
 step's cache becomes a batch of transitions (``build_transitions``: the ``causal`` or
@@ -7,7 +8,8 @@ step's cache becomes a batch of transitions (``build_transitions``: the ``causal
 and its bias. With ``baseline="dopamine"`` a shared value function of the voltages is trained
 by TD first and its TD error is broadcast to every neuron.
 
-Options (:class:`LocalConfig`; defaults are DESIGN.md's, the paper's literal rule is
+Options (:class:`LocalConfig`; defaults are those of docs/design.md#3-every-neuron-is-an-agent,
+the paper's literal rule is
 ``family="linear", clock="internal", view="presynaptic"``):
 
 ``family``      ``advantage`` (centred, COPDAC-Q) | ``linear`` (the paper's §4) | ``mlp``
@@ -23,7 +25,8 @@ Options (:class:`LocalConfig`; defaults are DESIGN.md's, the paper's literal rul
 ``actor_neurons``  ``all`` | ``outputs`` (a diagnostic: hidden neurons keep their weights, so the
                 network is a fixed random feature map under a learning output layer)
 ``value_*``     the shared value behind ``dopamine`` (:mod:`leaky.value`): features ``voltages``
-                (linear, DESIGN.md's) or ``random`` (``tanh`` of a fixed random projection,
+                (linear, docs/design.md#3-every-neuron-is-an-agent) or ``random`` (``tanh`` of a
+                fixed random projection,
                 ``n_features`` wide: nonlinear but local); inputs ``all`` voltages or the
                 ``sensors`` only; SGD or Adam
 """
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from leaky.critics import MLPUpdateConfig, UpdateConfig, build_transitions, init_mlp_critics, neuron_slices
 from leaky.errors import ConfigError
 from leaky.kernels import update_local as ul
 from leaky.kernels.scalar import ACTIVATIONS
@@ -156,8 +160,8 @@ class LocalConfig(ValueOptions):
                           noise="gaussian", noise_std=self.noise_std, learning_starts=self.learning_starts,
                           updates_per_step=self.updates_per_step, hidden=self.critic_hidden, seed=self.seed)
 
-    def update_config(self) -> ul.UpdateConfig:
-        return ul.UpdateConfig(family=self.family, view=self.view,
+    def update_config(self) -> UpdateConfig:
+        return UpdateConfig(family=self.family, view=self.view,
                                baseline=self.baseline, optimizer=self.optimizer, lr_critic=self.lr_critic,
                                lr_actor=self.lr_actor, tau_soft=self.tau_soft)
 
@@ -207,7 +211,7 @@ class LocalLearner(OnlineLearner):
         super().__init__(net, std, cfg.seed)
         self.cfg = cfg
         be, N = net.backend, net.n_neurons
-        self.tau = be.asarray(ul.neuron_slices(net.decision_step, cfg.clock), dtype=np.int32)
+        self.tau = be.asarray(neuron_slices(net.decision_step, cfg.clock), dtype=np.int32)
         self.col_lo = be.asarray(net.col_lo, dtype=np.int32)
         self.col_hi = be.asarray(net.col_hi, dtype=np.int32)
         self.activation = ACTIVATIONS[net.config.activation]
@@ -215,11 +219,11 @@ class LocalLearner(OnlineLearner):
         if cfg.family == "mlp":
             from leaky.kernels import update_mlp as um
 
-            critics = um.init_mlp_critics(N, cfg.mlp_hidden, cfg.seed)
+            critics = init_mlp_critics(N, cfg.mlp_hidden, cfg.seed)
             self.theta, self.theta_bar, self.adam_m, self.adam_v = (
                 be.asarray(a) for a in (critics.theta, critics.theta_bar, critics.adam_m, critics.adam_v))
-            self.ucfg = um.MLPUpdateConfig(view=cfg.view, optimizer=cfg.optimizer, lr_critic=cfg.lr_critic,
-                                           lr_actor=cfg.lr_actor, tau_soft=cfg.tau_soft)
+            self.ucfg = MLPUpdateConfig(view=cfg.view, optimizer=cfg.optimizer, lr_critic=cfg.lr_critic,
+                                        lr_actor=cfg.lr_actor, tau_soft=cfg.tau_soft)
             self.face = um.FACES[be.name]
         else:
             width = ul.critic_layout(N).width
@@ -238,7 +242,7 @@ class LocalLearner(OnlineLearner):
 
     def learn(self, tr: Transition) -> dict:
         cfg = self.cfg
-        batch = ul.build_transitions(tr.cache, tr.next_cache, tr.reward, tr.terminated, cfg.gamma,
+        batch = build_transitions(tr.cache, tr.next_cache, tr.reward, tr.terminated, cfg.gamma,
                                      cfg.clock, self.xp)
         if self.record_critic:
             self._record(*self.critic_values(batch))

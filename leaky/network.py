@@ -1,6 +1,6 @@
 """The network: parameters, topology, encoder/decoder, and one environment step.
 
-An environment step with observation ``s`` (DESIGN.md §2)::
+An environment step with observation ``s`` (docs/design.md#2-the-network)::
 
     V[:, I] = ε(s)   (clamp)   or   V[:, I] += ε(s)   (pulse)
     ℓ times:  z = V Kᵀ + b,  y = Θ(z),  α = σ(y) + ξ,  V ← (1-λ)⊙V + λ⊙α   (sensors re-clamped)
@@ -21,7 +21,7 @@ from leaky.backend import Backend, get_backend, to_numpy
 from leaky.config import NetworkConfig
 from leaky.errors import ConfigError, InputError, describe
 from leaky.kernels import step as step_kernels
-from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS
+from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS, sigma
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,8 @@ class Network:
         self.mask_np = mask
         self.distance = output_distances(mask, self.outputs)
         # τ_n = max(0, ℓ − 1 − d_n): the internal step at which neuron n's action reaches the
-        # outputs by the end of the environment step (DESIGN.md §3, causal clock).
+        # outputs by the end of the environment step (docs/design.md#3-every-neuron-is-an-agent,
+        # causal clock).
         d = np.where(self.distance < 0, cfg.delay, self.distance)
         self.decision_step = np.maximum(0, cfg.delay - 1 - d).astype(np.int32)
         nz = mask != 0
@@ -153,6 +154,8 @@ class Network:
         if be.name == "cuda":
             self._tile_lo_dev = be.asarray(self._tile_lo, dtype=np.int32)
             self._tile_hi_dev = be.asarray(self._tile_hi, dtype=np.int32)
+        else:
+            self._tile_lo_dev = self._tile_hi_dev = None
 
         self._activation = ACTIVATIONS[cfg.activation]
         self._inhibition = INHIBITIONS[cfg.inhibition]
@@ -298,28 +301,22 @@ class Network:
         """The raw kernel call on validated backend arrays: sensor input ``u`` already encoded."""
         ell, B, N = xi.shape
         be = self.backend
-        args = (V, u, self.K, self.b, self.leak, xi)
-        flags = (self.config.n_inputs, self._activation, self._inhibition, self.config.kappa,
-                 self._pulse)
+        net = step_kernels.StepNet(self.K, self.b, self.leak, self.col_lo, self.col_hi,
+                                   self._tile_lo_dev, self._tile_hi_dev, self._nnz)
+        flags = step_kernels.StepFlags(self.config.n_inputs, self._activation, self._inhibition,
+                                       self.config.kappa, self._pulse)
         if be.name == "numpy":
-            out = step_kernels.step_reference(*args, self.col_lo, self.col_hi, *flags)
+            out = step_kernels.step_reference(V, u, xi, net, flags)
         else:
-            out = (be.empty((ell + 1, B, N)), be.empty((ell, B, N)), be.empty((ell, B, N)),
-                   be.empty((ell, B, N)))
-            if be.name == "cpu":
-                step_kernels.step_cpu(*args, self.col_lo, self.col_hi, *flags, out=out, nnz=self._nnz)
-            else:
-                step_kernels.step_cuda(*args, self._tile_lo_dev, self._tile_hi_dev, *flags, out=out)
+            out = step_kernels.StepOut(be.empty((ell + 1, B, N)), be.empty((ell, B, N)),
+                                       be.empty((ell, B, N)), be.empty((ell, B, N)))
+            face = step_kernels.step_cpu if be.name == "cpu" else step_kernels.step_cuda
+            face(V, u, xi, net, flags, out)
         return StepCache(*out)
 
     def greedy_actions(self, cache: StepCache):
         """μ = σ(y) for every internal step (ℓ, B, N): the actions without noise."""
-        y = cache.y
-        if self._activation == 0:
-            return self.xp.tanh(y)
-        if self._activation == 1:
-            return self.xp.maximum(y, 0)
-        return y
+        return sigma(cache.y, self._activation, self.xp)
 
     def _check_array(self, name, x, shape, finite=False):
         """Validate and move ``x`` to the backend (float dtype, shape with None = any)."""

@@ -4,7 +4,7 @@ At environment step t the network acts with noise ξ_t and leaves its cache (the
 pre-activations and actions of every internal step). Learning from step t needs the state the
 network is in at step t+1 (its next voltages and its greedy action there), so the transition
 of step t is learned during ``update()`` at step t+1, when the cache of t+1 exists: each
-step's cache is used once, one step late (DESIGN.md §3, ``online``).
+step's cache is used once, one step late (docs/design.md#3-every-neuron-is-an-agent, ``online``).
 
 Episode ends: on termination the next state does not matter (discount 0). On truncation the
 episode would have continued: the learner steps the network once more from the voltages it

@@ -1,7 +1,8 @@
 """Per-neuron node perturbation against a shared dopamine TD error (the classic baseline).
 
-Every neuron n perturbs its action with its own noise ξ_n at its decision step τ_n (DESIGN.md
-§3, causal clock). One shared value of the state, :class:`leaky.value.SharedValue` (linear in
+Every neuron n perturbs its action with its own noise ξ_n at its decision step τ_n
+(docs/design.md#3-every-neuron-is-an-agent, causal clock). One shared value of the state,
+:class:`leaky.value.SharedValue` (linear in
 the voltages by default) at ``x = V_t[0]`` (the voltages as the environment step begins,
 sensors applied), is trained by TD(0); its TD error is broadcast to every neuron::
 

@@ -31,6 +31,8 @@ from leaky.backend import to_numpy
 from leaky.ddpg import DDPGLearner, _pcg64_words, _set_pcg64_words
 from leaky.kernels import credit as ck
 from leaky.kernels import tangent as tk
+from leaky.kernels.data import Topology
+from leaky.kernels.scalar import adam_scalars
 from leaky.kernels.step import tile_ranges
 from leaky.network import Network
 
@@ -84,7 +86,7 @@ class SharedCriticLearner(DDPGLearner):
         self._col_hi = be.asarray(net.col_hi, dtype=np.int32)
         self._tile_lo, self._tile_hi = (be.asarray(a, dtype=np.int32)
                                         for a in tile_ranges(net.col_lo, net.col_hi))
-        self.top = ck.CreditTopology(self._tau, net.mask, self._col_lo, self._col_hi)
+        self.top = Topology(self._tau, net.mask, self._col_lo, self._col_hi)
         credit_seed, tangent_seed, shuffle_seed = np.random.SeedSequence([cfg.seed, 1]).spawn(3)
         if cfg.rule == "dfa":
             F = np.random.default_rng(credit_seed).standard_normal((N, self.n_act)) / np.sqrt(self.n_act)
@@ -157,7 +159,7 @@ class SharedCriticLearner(DDPGLearner):
             g = g[self.backend.asarray(self._shuffle_rng.permutation(B), dtype=np.int64)]
         gain = self.half * inside
         self.actor_steps += 1
-        step_size, eps_hat = ck.adam_scalars(cfg.lr_actor or 1.0, self.actor_steps)
+        step_size, eps_hat = adam_scalars(cfg.lr_actor or 1.0, self.actor_steps)
         sc = ck.CreditScalars(net.config.n_inputs, net._activation, self.rule, float(cfg.feedback_rate),
                               step_size, eps_hat, 0.9, 0.999, cfg.lr_actor > 0)
         credit = ck.CreditBatch(out.Vc, out.y, out.scale, T,

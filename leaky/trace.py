@@ -3,7 +3,7 @@
 A trace is written by :class:`Trace` (used by the training loop) and read by
 :class:`TraceReader` / :func:`open_trace` (used by ``leaky inspect``, ``leaky plot``,
 ``leaky export --minari`` and by researchers). The layout is flat and step-major, as D4RL's
-(DESIGN.md §6; every field is documented in ``docs/trace-format.md``)::
+(docs/design.md#7-traces; every field is documented in ``docs/trace-format.md``)::
 
     /steps/observations   (R, obs_dim)      s_t, the observation the action was taken on
     /steps/actions        (R, act_dim)      a_t as sent to the env
@@ -274,7 +274,8 @@ class Trace:
         The ``.h5`` file to create. An existing file is refused unless ``overwrite=True``.
     n_envs, obs_dim, act_dim, n_neurons, delay : int
         B environments in the vector, observation and action sizes, N neurons, ℓ internal steps.
-        Sensors are neurons ``0 … obs_dim-1``, outputs the last ``act_dim`` (DESIGN.md §2).
+        Sensors are neurons ``0 … obs_dim-1``, outputs the last ``act_dim``
+        (docs/design.md#2-the-network).
     config : dict
         The full run configuration, stored as JSON in the ``config`` attribute.
     seeds : dict

@@ -1,9 +1,10 @@
-"""The shared value function behind the dopamine signal (DESIGN.md §3, ``baseline="dopamine"``).
+"""The shared value function behind the dopamine signal
+(docs/design.md#3-every-neuron-is-an-agent, ``baseline="dopamine"``).
 
 One value function of the network's state, trained by TD(0); its TD error
 ``δ = r + cont·v(x') − v(x)`` is what every neuron receives (the "dopamine")::
 
-    v(x) = w·φ(x) + c      φ(x) = x                        (features="voltages", DESIGN.md's)
+    v(x) = w·φ(x) + c      φ(x) = x                        (features="voltages")
                            φ(x) = tanh(x R + r₀)            (features="random": a fixed random
                                                              projection, nonlinear but local:
                                                              nothing is backpropagated)
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from leaky.critics import dopamine_td
 from leaky.errors import ConfigError
 from leaky.validate import Choice, Int, Real, check_fields
-from leaky.kernels import update_local as ul
 
 
 FEATURES = ("voltages", "random")
@@ -111,7 +112,7 @@ class SharedValue:
         cfg, xp = self.cfg, self.xp
         phi, phi_next = self.features(x), self.features(x_next)
         if cfg.optimizer == "sgd":
-            return ul.dopamine_td(self.w, self.c, phi, phi_next, reward, cont, cfg.lr)
+            return dopamine_td(self.w, self.c, phi, phi_next, reward, cont, cfg.lr)
         delta = reward + cont * (phi_next @ self.w + self.c[0]) - (phi @ self.w + self.c[0])
         F = phi.shape[-1]
         grad = -xp.concatenate([delta.reshape(-1) @ phi.reshape(-1, F), delta.sum().reshape(1)]) / delta.size

@@ -26,9 +26,11 @@ def step_outputs(schedules) -> dict:
     f32 = np.float32
     out = {}
     for schedule in schedules:
-        arrays = tuple(np.full(s, np.nan, f32) for s in [(cfg.delay + 1, B, N)] + [(cfg.delay, B, N)] * 3)
-        step_kernels.step_cpu(V0.astype(f32), obs.astype(f32), net.K, net.b, net.leak, xi.astype(f32),
-                              net.col_lo, net.col_hi, 2, 0, 1, cfg.kappa, False, arrays, schedule=schedule)
+        arrays = step_kernels.StepOut(*(np.full(s, np.nan, f32)
+                                        for s in [(cfg.delay + 1, B, N)] + [(cfg.delay, B, N)] * 3))
+        step_kernels.step_cpu(V0.astype(f32), obs.astype(f32), xi.astype(f32),
+                              step_kernels.StepNet(net.K, net.b, net.leak, net.col_lo, net.col_hi),
+                              step_kernels.StepFlags(2, 0, 1, cfg.kappa, False), arrays, schedule=schedule)
         for name, a in zip(("V", "z", "y", "alpha"), arrays):
             out[f"step_{schedule}_{name}"] = a
     return out

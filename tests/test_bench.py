@@ -153,17 +153,19 @@ def test_cpu_step_schedules_agree_exactly(B, N, topology):
     cfg, V0, obs, xi = random_step_case(rng, B, N, 2, 1, 3, topology=topology, inhibition="divisive")
     net = Network(cfg, backend="cpu")
     f32 = np.float32
+    snet = step_kernels.StepNet(net.K, net.b, net.leak, net.col_lo, net.col_hi)
+    flags = step_kernels.StepFlags(2, 0, 1, cfg.kappa, False)
     outs = []
     for schedule in step_kernels.SCHEDULES:
-        out = tuple(np.full(s, np.nan, f32) for s in [(cfg.delay + 1, B, N)] + [(cfg.delay, B, N)] * 3)
-        step_kernels.step_cpu(V0.astype(f32), obs.astype(f32), net.K, net.b, net.leak, xi.astype(f32),
-                              net.col_lo, net.col_hi, 2, 0, 1, cfg.kappa, False, out, schedule=schedule)
+        out = step_kernels.StepOut(*(np.full(s, np.nan, f32)
+                                     for s in [(cfg.delay + 1, B, N)] + [(cfg.delay, B, N)] * 3))
+        step_kernels.step_cpu(V0.astype(f32), obs.astype(f32), xi.astype(f32), snet, flags, out,
+                              schedule=schedule)
         outs.append(out)
     for other in outs[1:]:
         for a, b in zip(outs[0], other):
             np.testing.assert_array_equal(a, b)
-    want = step_kernels.step_reference(V0, obs, net.K, net.b, net.leak, xi, net.col_lo, net.col_hi, 2, 0,
-                                       1, cfg.kappa, False)
+    want = step_kernels.step_reference(V0, obs, xi, snet, flags)
     names = ("V", "z", "y", "alpha")
     assert_faces_agree(dict(zip(names, outs[0])), dict(zip(names, want)), N)
     with pytest.raises(ValueError, match="schedule"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.kernels.step_cases import assert_faces_agree, random_step_case, run_face
+from tests.training_cases import TRAINS_OPTIONS, assert_learned, short_run
 
 pytestmark = pytest.mark.gpu
 
@@ -82,24 +83,20 @@ def test_cuda_mlp_update_matches_reference(B, N, H, ell, n_in):
     assert_faces_agree(got, want, tolerance(args, H))
 
 
-@pytest.mark.parametrize("options", [{"learning_starts": 64, "batch_size": 32}, {"rule": "critic"}],
-                         ids=["feedback", "critic"])
-def test_local_learner_trains_on_the_gpu(options):
-    """A whole local-learner run on the cuda backend, CuPy arrays end to end: it makes as many
-    updates as the cpu run, and every metric they report is finite (CuPy's generator draws other
-    noise than NumPy's, so the two runs' numbers are not comparable; the faces are compared
-    number for number in the kernel tests above and in tests/cudasim)."""
-    from leaky.train import TrainConfig, train
-
-    runs = {}
-    for backend in ("cuda", "cpu"):
-        runs[backend] = train(TrainConfig(env="Pendulum-v1", learner="local", backend=backend, steps=400,
-                                          n_envs=4, eval_every=400, eval_episodes=1, hidden=(16,),
-                                          progress=False, learner_options=options))
-    cuda, cpu = runs["cuda"], runs["cpu"]
-    assert cuda.updates == cpu.updates > 0 and np.isfinite(cuda.final_eval)
+@pytest.mark.parametrize("rule", sorted(TRAINS_OPTIONS))
+def test_local_learner_trains_on_the_gpu(rule, tmp_path):
+    """A whole local-learner run on the cuda backend, CuPy arrays end to end, and the same run on
+    the cpu backend: both update as often, report finite metrics of the same names, and their
+    updates move the weights by comparable amounts (within 3× of each other: CuPy's generator
+    draws other noise than NumPy's, so the runs' numbers are not comparable one by one; the
+    faces are compared number for number in the kernel tests above and in tests/cudasim)."""
+    cuda, moved_cuda = short_run("cuda", TRAINS_OPTIONS[rule], tmp_path)
+    cpu, moved_cpu = short_run("cpu", TRAINS_OPTIONS[rule], tmp_path)
+    assert_learned(cuda, moved_cuda)
+    assert_learned(cpu, moved_cpu)
+    assert cuda.updates == cpu.updates
     assert set(cuda.metrics[0]) == set(cpu.metrics[0])
-    assert all(np.isfinite(v) for v in cuda.metrics[0].values())
+    assert 1 / 3 < moved_cuda["K"] / moved_cpu["K"] < 3, (moved_cuda, moved_cpu)
 
 
 def _graphed_run(capture, steps=6, B=4):

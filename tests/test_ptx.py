@@ -16,13 +16,22 @@ pytestmark = [pytest.mark.ptx,
               pytest.mark.skipif(cuda_simulator(), reason="PTX compilation is not available in the simulator")]
 
 
+def _kernel_modules():
+    """Every module of leaky.kernels, the modules inside a family's folder included."""
+    for info in pkgutil.walk_packages(leaky.kernels.__path__, "leaky.kernels."):
+        yield importlib.import_module(info.name)
+
+
 def _cases():
-    cases = []
-    for info in pkgutil.iter_modules(leaky.kernels.__path__):
-        module = importlib.import_module(f"leaky.kernels.{info.name}")
+    cases, seen = [], set()
+    for module in _kernel_modules():
         for kernel, sigs in getattr(module, "CUDA_KERNELS", []):
+            if id(kernel) in seen:      # a family's package re-exports its cuda module's list
+                continue
+            seen.add(id(kernel))
+            family = module.__name__.split(".")[2]
             for sig in sigs:
-                cases.append(pytest.param(kernel, sig, id=f"{info.name}.{kernel.py_func.__name__}"))
+                cases.append(pytest.param(kernel, sig, id=f"{family}.{kernel.py_func.__name__}"))
     return cases
 
 
@@ -39,19 +48,41 @@ def _defined_kernels(module):
             and obj.py_func.__module__ == module.__name__}
 
 
-def test_every_kernel_module_is_listed():
-    """Every kernel every module of leaky.kernels defines is in that module's CUDA_KERNELS
-    (so the test above compiles it), and the known kernel modules all have some."""
-    missing, with_kernels = [], set()
-    for info in pkgutil.iter_modules(leaky.kernels.__path__):
-        module = importlib.import_module(f"leaky.kernels.{info.name}")
+FAMILIES = {"step", "tangent", "credit", "update_local", "update_mlp", "noise", "loop"}
+
+
+def unlisted_kernels(modules) -> tuple[list, set]:
+    """``(missing, families)``: the kernels a module defines but leaves out of its own
+    CUDA_KERNELS, and the families (``leaky.kernels.<family>``) that define any kernel."""
+    missing, families = [], set()
+    for module in modules:
         listed = {id(kernel) for kernel, _ in getattr(module, "CUDA_KERNELS", [])}
         defined = _defined_kernels(module)
         if defined:
-            with_kernels.add(info.name)
-        missing += [f"{info.name}.{name}" for name, k in defined.items() if id(k) not in listed]
+            families.add(module.__name__.split(".")[2])
+        missing += [f"{module.__name__}.{name}" for name, k in defined.items() if id(k) not in listed]
+    return missing, families
+
+
+def test_every_kernel_module_is_listed():
+    """Every kernel every module of leaky.kernels defines is in that module's CUDA_KERNELS
+    (so the test below compiles it), and every known kernel family defines some."""
+    missing, families = unlisted_kernels(_kernel_modules())
     assert not missing, f"kernels missing from their module's CUDA_KERNELS: {missing}"
-    assert {"step", "tangent", "credit", "update_local", "update_mlp", "noise", "loop"} <= with_kernels
+    assert FAMILIES <= families, f"kernel families without CUDA kernels: {FAMILIES - families}"
+
+
+def test_a_kernel_left_out_of_cuda_kernels_is_reported():
+    """The check above can fail: a module whose CUDA_KERNELS leaves a kernel out is reported."""
+    import types
+
+    from leaky.kernels.step import cuda as step_cuda
+
+    module = types.ModuleType(step_cuda.__name__)
+    module.__dict__.update(vars(step_cuda))
+    module.CUDA_KERNELS = []
+    missing, families = unlisted_kernels([module])
+    assert missing == ["leaky.kernels.step.cuda._step_kernel"] and families == {"step"}
 
 
 @pytest.mark.parametrize("cc", [(8, 0), (9, 0)], ids=["sm_80", "sm_90"])

@@ -1,4 +1,5 @@
-"""Traces (DESIGN.md §6): every dataset round-trips, nothing flushed is ever lost, bad files get
+"""Traces (docs/design.md#7-traces): every dataset round-trips, nothing flushed is ever lost, bad
+files get
 clear errors, and the Minari export loads in Minari.
 
 Writers in other processes (live reading, SIGKILL, full disk, read-only location) run as

@@ -10,6 +10,7 @@ import pytest
 from leaky import ConfigError, DivergenceError, InputError
 from leaky.cli import main
 from leaky.train import TrainConfig, _check_network, build_network, load_checkpoint, save_checkpoint, train
+from tests.training_cases import TRAINS_OPTIONS, assert_learned, short_run
 
 SMALL = dict(env="Pendulum-v1", steps=800, n_envs=4, eval_every=400, eval_episodes=2, progress=False,
              hidden=(8,))
@@ -111,3 +112,10 @@ def test_training_stops_at_the_target_return():
     assert len(r.eval_wall) == 1 and 0 < r.eval_wall[0] <= r.wall_seconds
     r = train(TrainConfig(learner="perturbation", target_return=1e9, **{**SMALL, "steps": 800}))
     assert len(r.evaluations) == 2 and r.env_steps == 800
+
+
+@pytest.mark.parametrize("rule", sorted(TRAINS_OPTIONS))
+def test_local_learner_trains_on_the_cpu(rule, tmp_path):
+    """The body of the GPU training test (tests/test_gpu.py), on the cpu backend: a short run
+    updates, reports finite metrics and moves the weights."""
+    assert_learned(*short_run("cpu", TRAINS_OPTIONS[rule], tmp_path))

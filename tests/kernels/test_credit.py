@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from leaky.config import NetworkConfig
 from leaky.errors import ConfigError
 from leaky.kernels import credit as ck
+from leaky.kernels.data import Topology
+from leaky.kernels.scalar import adam_scalars
 from leaky.network import Network
 
 FACES = {"numpy": ck.credit_update_reference, "cpu": ck.credit_update_cpu}
@@ -65,8 +67,8 @@ def random_credit_case(rng, B, N, n_in, n_out, ell, k, topology="dense", activat
         vK=_f32(rng.uniform(0.01, 0.05, (N, N)) * moment_mask),
         mb=_f32(0.05 * rng.standard_normal(N)),
         vb=_f32(rng.uniform(0.01, 0.05, N)))
-    top = ck.CreditTopology(taus, mask, net.col_lo, net.col_hi)
-    step_size, eps_hat = ck.adam_scalars(0.05, 3, 0.8, 0.95, 1e-6)
+    top = Topology(taus, mask, net.col_lo, net.col_hi)
+    step_size, eps_hat = adam_scalars(0.05, 3, 0.8, 0.95, 1e-6)
     sc = ck.CreditScalars(n_in, activation, rule, 0.3, step_size, eps_hat, 0.8, 0.95, apply)
     return batch, params, top, sc
 
@@ -92,7 +94,7 @@ def run_updates(face, batch, params, top, sc, steps=1, xp=np):
     out = ck.CreditGrads(xp.full((N, N), np.nan, dtype=dtype), xp.full(N, np.nan, dtype=dtype))
     states = []
     for step in range(3, 3 + steps):
-        step_size, eps_hat = ck.adam_scalars(0.05, step, sc.beta1, sc.beta2, 1e-6)
+        step_size, eps_hat = adam_scalars(0.05, step, sc.beta1, sc.beta2, 1e-6)
         fn(b, p, t, sc._replace(step_size=step_size, eps_hat=eps_hat), out)
         host = lambda a: np.array(a.get() if hasattr(a, "get") else a, dtype=np.float64)  # noqa: E731
         states.append({**{name: host(a) for name, a in zip(PARAMS, p)},

@@ -65,9 +65,10 @@ def test_every_output_written(rng):
 
     net = Network(cfg, backend="cpu")
     f32 = np.float32
-    out = tuple(np.full(s, np.nan, f32) for s in [(4, 7, 41), (3, 7, 41), (3, 7, 41), (3, 7, 41)])
-    step_kernels.step_cpu(V0.astype(f32), obs.astype(f32), net.K, net.b, net.leak, xi.astype(f32),
-                          net.col_lo, net.col_hi, 2, 0, 0, 1.0, False, out=out)
+    out = step_kernels.StepOut(*(np.full(s, np.nan, f32) for s in [(4, 7, 41), (3, 7, 41), (3, 7, 41), (3, 7, 41)]))
+    step_kernels.step_cpu(V0.astype(f32), obs.astype(f32), xi.astype(f32),
+                          step_kernels.StepNet(net.K, net.b, net.leak, net.col_lo, net.col_hi),
+                          step_kernels.StepFlags(2, 0, 0, 1.0, False), out)
     assert all(np.isfinite(o).all() for o in out)
 
 

@@ -167,8 +167,9 @@ def test_full_last_is_the_step_kernel(face, inhibition, pulse):
     V0, u, T, net, flags = random_tangent_case(rng, B, N, 2, 2, ell, 2, "dense", 0, inhibition,
                                                pulse, "full", "random")
     got = run_face(face, V0, u, T, net, flags)
-    Vc, z, y, _ = step_kernels.step_reference(V0, u, net.K, net.bias, net.leak, np.zeros((ell, B, N)),
-                                              net.col_lo, net.col_hi, 2, 0, inhibition, 0.7, pulse)
+    Vc, z, y, _ = step_kernels.step_reference(
+        V0, u, np.zeros((ell, B, N)), step_kernels.StepNet(net.K, net.bias, net.leak, net.col_lo, net.col_hi),
+        step_kernels.StepFlags(2, 0, inhibition, 0.7, pulse))
     tol = 1e-12 if face == "numpy" else tolerance(N)
     for key, want in (("Vc", Vc), ("z", z), ("y", y)):
         np.testing.assert_allclose(got[key], want, rtol=0, atol=tol * max(1.0, np.abs(want).max()),
@@ -188,8 +189,9 @@ def _perturbed_outputs(V0, u, T, net, flags, eps, j):
     xi = np.zeros((ell, B, N))
     for n in range(n_in, N):
         xi[net.tau[n], :, n] = eps * T[j, :, n]
-    Vc, *_ = step_kernels.step_reference(V0, u, net.K, net.bias, net.leak, xi, net.col_lo, net.col_hi,
-                                         n_in, act, inhibition, kappa, pulse)
+    Vc, *_ = step_kernels.step_reference(
+        V0, u, xi, step_kernels.StepNet(net.K, net.bias, net.leak, net.col_lo, net.col_hi),
+        step_kernels.StepFlags(n_in, act, inhibition, kappa, pulse))
     return Vc[-1]
 
 

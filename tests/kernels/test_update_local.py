@@ -1,7 +1,8 @@
 """The fused local update (kernels/update_local.py).
 
 The cpu face against the float64 reference on awkward shapes (hypothesis), the reference against
-DESIGN.md's formulas computed directly (actor step; critic step as the semi-gradient of ½e²),
+the formulas of docs/design.md#3-every-neuron-is-an-agent computed directly (actor step; critic
+step as the semi-gradient of ½e²),
 invariants (h ≤ 0, sensors, views, dopamine), the transition builder, the shared value function,
 and a contextual bandit the advantage critic must solve. The cuda face runs the same cases in
 tests/cudasim/test_update_local_cuda.py (simulator process).
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 
 from leaky.errors import ConfigError
 from leaky.kernels import update_local as ul
-from leaky.kernels.update_local import UpdateConfig, critic_layout
+from leaky.critics import UpdateConfig, build_transitions, dopamine_td, neuron_slices
+from leaky.kernels.update_local import critic_layout
 
 MUTABLE = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
 OUTPUTS = MUTABLE + ("diag",)
@@ -179,7 +181,7 @@ def test_cpu_face_accepts_none_placeholders(rng):
 
 
 # ---------------------------------------------------------------------------------------------
-# the math, computed directly from DESIGN.md's formulas
+# the math, computed directly from the formulas of docs/design.md#3-every-neuron-is-an-agent
 # ---------------------------------------------------------------------------------------------
 
 def _slices(args, n):
@@ -378,7 +380,7 @@ def test_config_is_validated():
     with pytest.raises(ConfigError, match="tau_soft"):
         UpdateConfig(tau_soft=1.5)
     with pytest.raises(ConfigError, match="clock"):
-        ul.neuron_slices(np.zeros(3), "wall")
+        neuron_slices(np.zeros(3), "wall")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,7 +406,7 @@ def test_build_transitions(clock):
     ell, B, N = c0.alpha.shape
     reward = np.array([1.0, -2.0, 0.5])
     terminated = np.array([False, True, False])
-    tr = ul.build_transitions(c0, c1, reward, terminated, 0.9, clock, np)
+    tr = build_transitions(c0, c1, reward, terminated, 0.9, clock, np)
     np.testing.assert_array_equal(tr.V, c0.V[:ell])
     np.testing.assert_array_equal(tr.y, c0.y)
     np.testing.assert_array_equal(tr.alpha, c0.alpha)
@@ -425,7 +427,7 @@ def test_build_transitions(clock):
             np.testing.assert_allclose(tr.cont[tau], 0.9 ** (1 / ell) * (alive if last else 1.0))
     for field in tr:
         assert field.flags.c_contiguous and field.dtype == np.float64
-    tau = ul.neuron_slices(net.decision_step, clock)
+    tau = neuron_slices(net.decision_step, clock)
     assert tau.dtype == np.int32
     np.testing.assert_array_equal(tau, net.decision_step if clock == "causal" else -1)
 
@@ -438,7 +440,7 @@ def test_network_transitions_through_cpu_face_match_reference():
     c0, c1 = (StepCache(*(np.asarray(a, np.float32) for a in (c.V, c.z, c.y, c.alpha)))
               for c in (c0, c1))                          # what a cpu network's step returns
     ell, B, N = c0.alpha.shape
-    tr = ul.build_transitions(c0, c1, np.ones(B), np.zeros(B, bool), 0.95, "causal", np)
+    tr = build_transitions(c0, c1, np.ones(B), np.zeros(B, bool), 0.95, "causal", np)
     assert all(f.dtype == np.float32 for f in tr)
     lay = critic_layout(N)
     rng = np.random.default_rng(0)
@@ -449,7 +451,7 @@ def test_network_transitions_through_cpu_face_match_reference():
     params["theta"][:, lay.h] = -0.5
     params["theta_bar"] = params["theta"].copy()
     args = dict(Vs=tr.V, ys=tr.y, alphas=tr.alpha, Vn=tr.V_next, yn=tr.y_next, r=tr.reward,
-                cont=tr.cont, delta=tr.reward, tau=ul.neuron_slices(net.decision_step, "causal"),
+                cont=tr.cont, delta=tr.reward, tau=neuron_slices(net.decision_step, "causal"),
                 mask=net.mask_np, col_lo=net.col_lo, col_hi=net.col_hi)
     cfg = UpdateConfig(lr_critic=0.01, lr_actor=0.01, optimizer="sgd")
     flags = dict(n_inputs=2, activation=0, step=1)
@@ -465,7 +467,7 @@ def test_dopamine_td_is_td0_with_sgd(rng):
     r, cont = rng.standard_normal((T, B)), rng.uniform(0, 1, (T, B))
     w, c = rng.standard_normal(N), np.array([0.3])
     w0, c0 = w.copy(), c.copy()
-    delta = ul.dopamine_td(w, c, x, xn, r, cont, 0.1)
+    delta = dopamine_td(w, c, x, xn, r, cont, 0.1)
     want = np.array([[r[t, b] + cont[t, b] * (w0 @ xn[t, b] + c0[0]) - (w0 @ x[t, b] + c0[0])
                       for b in range(B)] for t in range(T)])
     np.testing.assert_allclose(delta, want, rtol=1e-12)

@@ -1,10 +1,10 @@
-"""The building blocks of kernels/scalar.py that fix how the cpu tiles round."""
+"""The compilation building blocks of kernels/jit.py that fix how the cpu tiles round."""
 
 import numpy as np
 import pytest
 from numba import carray, njit
 
-from leaky.kernels.scalar import FASTMATH, fmuladd, lane_sum, stack_empty
+from leaky.kernels.jit import FASTMATH, fmuladd, lane_sum, stack_empty
 
 
 @njit(cache=False)
