@@ -10,14 +10,14 @@
 
 from leaky import threads as _threads
 
-_threads.configure()  # BLAS on one thread unless the user says otherwise (leaky/threads.py)
+_threads.configure()  # BLAS and Numba on one thread unless the user says otherwise (leaky/threads.py)
 
 from leaky.backend import Backend, get_backend, gpu_available, to_numpy  # noqa: E402
 from leaky.config import NetworkConfig  # noqa: E402
 from leaky.errors import ConfigError, DivergenceError, InputError, LeakyError, TraceError  # noqa: E402
 from leaky.network import Network, StepCache  # noqa: E402
 from leaky.trace import Trace, TraceReader, export_minari, open_trace  # noqa: E402
-from leaky.threads import blas_threads, set_blas_threads  # noqa: E402
+from leaky.threads import blas_threads, set_blas_threads, set_numba_threads  # noqa: E402
 from leaky.train import TrainConfig, TrainResult  # noqa: E402
 
 __version__ = "0.1.0"
@@ -25,6 +25,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend", "ConfigError", "DivergenceError", "InputError", "LeakyError", "Network",
     "NetworkConfig", "StepCache", "Trace", "TraceError", "TraceReader", "export_minari", "open_trace", "TrainConfig", "TrainResult", "get_backend",
-    "gpu_available", "to_numpy", "blas_threads", "set_blas_threads",
+    "gpu_available", "to_numpy", "blas_threads", "set_blas_threads", "set_numba_threads",
     "__version__",
 ]
