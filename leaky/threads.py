@@ -98,8 +98,8 @@ def blas_threads() -> int | None:
 # the other thread pool. On a machine with other work running, a parallel region waits for a
 # descheduled thread's next time slice: measured on 2 cores (docs/benchmarks.md, "Two threads"),
 # a shape that took 41.6 µs serial took 8.00 ms on the `rows` schedule, and the main job's
-# shared-critic update took 37 ms per update with Numba's default two threads against about
-# 4 ms on one, while the best parallel gain seen when the cores were idle was 1.9×. So leaky
+# shared-critic update took 37 ms per update with Numba's default two threads against 4.7 ms
+# on one (docs/results.md), while the best parallel gain seen when the cores were idle was 1.9×. So leaky
 # runs its kernels on one Numba thread unless the user says otherwise:
 #
 #   LEAKY_NUMBA_THREADS=N      N threads (at most Numba's NUMBA_NUM_THREADS, the machine's cores)
