@@ -40,10 +40,17 @@ def requested_threads(environ=None) -> int | None:
         ``None`` to leave BLAS alone (``LEAKY_BLAS_THREADS=auto``, or a user's own BLAS
         variable without ``LEAKY_BLAS_THREADS``), else the thread count.
     """
+    return _requested(environ, ENV, USER_BLAS_VARIABLES, DEFAULT)
+
+
+def _requested(environ, name: str, user_variables: tuple, default: int) -> int | None:
+    """The count ``environ[name]`` asks for: ``default`` when unset (``None`` when one of the
+    library's own ``user_variables`` is set), ``None`` for ``auto``, and ``default`` with a
+    warning for anything but an int >= 1."""
     environ = os.environ if environ is None else environ
-    value = environ.get(ENV, "").strip()
+    value = environ.get(name, "").strip()
     if not value:
-        return None if any(environ.get(v, "").strip() for v in USER_BLAS_VARIABLES) else DEFAULT
+        return None if any(environ.get(v, "").strip() for v in user_variables) else default
     if value.lower() == "auto":
         return None
     try:
@@ -51,9 +58,9 @@ def requested_threads(environ=None) -> int | None:
     except ValueError:
         threads = 0
     if threads < 1:
-        warnings.warn(f"{ENV}: got {value!r}, expected an int >= 1 or 'auto'; using {DEFAULT}",
-                      RuntimeWarning, stacklevel=2)
-        return DEFAULT
+        warnings.warn(f"{name}: got {value!r}, expected an int >= 1 or 'auto'; using {default}",
+                      RuntimeWarning, stacklevel=3)
+        return default
     return threads
 
 
@@ -117,21 +124,7 @@ NUMBA_DEFAULT = 1
 def requested_numba_threads(environ=None) -> int | None:
     """The Numba thread count leaky applies at import, from ``environ`` (default
     ``os.environ``): ``None`` to leave Numba alone, else the count (1 by default)."""
-    environ = os.environ if environ is None else environ
-    value = environ.get(NUMBA_ENV, "").strip()
-    if not value:
-        return None if any(environ.get(v, "").strip() for v in USER_NUMBA_VARIABLES) else NUMBA_DEFAULT
-    if value.lower() == "auto":
-        return None
-    try:
-        threads = int(value)
-    except ValueError:
-        threads = 0
-    if threads < 1:
-        warnings.warn(f"{NUMBA_ENV}: got {value!r}, expected an int >= 1 or 'auto'; using {NUMBA_DEFAULT}",
-                      RuntimeWarning, stacklevel=2)
-        return NUMBA_DEFAULT
-    return threads
+    return _requested(environ, NUMBA_ENV, USER_NUMBA_VARIABLES, NUMBA_DEFAULT)
 
 
 def set_numba_threads(threads: int | None) -> None:
