@@ -21,11 +21,14 @@ from leaky.train import TrainConfig, train
 
 
 def record_demo(path: Path, steps: int = 800, n_envs: int = 4, seed: int = 0) -> None:
-    """Train the local learner briefly (one 200-step episode per env) with a trace of env 0
-    and env 2: every neuron's voltages at every internal step, its exploration noise, and its
-    critic value and TD error (the record each learner hands the loop: docs/trace-format.md)."""
+    """Train the local learner briefly (one 200-step episode per env, learning from the 200th
+    stored transition) with a trace of env 0 and env 2: every neuron's voltages at every internal
+    step, and the critic value and TD error each neuron learns from (the record each learner
+    hands the loop, docs/trace-format.md; under the default rule every neuron shares the one
+    critic's Q(s, a) and TD error, under ``rule=critic`` each has its own)."""
     train(TrainConfig(env="Pendulum-v1", learner="local", steps=steps, n_envs=n_envs, seed=seed,
                       hidden=(16,), eval_every=steps, eval_episodes=1, progress=False,
+                      learner_options={"learning_starts": 200, "batch_size": 64},
                       trace=str(path), trace_options={"log_envs": (0, 2), "voltages": "all"}))
 
 

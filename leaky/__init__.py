@@ -15,7 +15,7 @@ import importlib
 
 from leaky import threads as _threads
 
-_threads.configure()  # BLAS on one thread unless the user says otherwise (leaky/threads.py)
+_threads.configure()  # BLAS and Numba on one thread unless the user says otherwise (leaky/threads.py)
 
 __version__ = "0.1.0"
 
@@ -29,7 +29,7 @@ _EXPORTS = {
     "leaky.ddpg": ("DDPGConfig", "DDPGLearner"),
     "leaky.shared_critic": ("SharedCriticLearner",),
     "leaky.trace": ("Trace", "TraceReader", "export_minari", "open_trace"),
-    "leaky.threads": ("blas_threads", "set_blas_threads"),
+    "leaky.threads": ("blas_threads", "set_blas_threads", "set_numba_threads"),
     "leaky.train": ("TrainConfig", "TrainResult"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

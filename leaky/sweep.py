@@ -9,7 +9,8 @@ A spec is a JSON file::
 
 Every (variant, seed) is one task: a :class:`leaky.train.TrainConfig` made of ``common``, the
 variant's fields, ``env``, ``steps`` and the seed. Tasks run in a process pool on this machine
-(``--workers``), or on a Ray cluster with ``--ray`` (``pip install leaky[ray]``). Each finished
+(``--workers``), or on Ray with ``--ray`` (``pip install leaky[ray]``; a local Ray, or a
+cluster with ``--address``; docs/sweeps.md). ``--trace-dir`` gives every task a trace. Each finished
 task appends one JSON line to the output file, so an interrupted sweep keeps what it finished
 and ``--resume`` skips those tasks (``--resume --retry-failed`` runs the failed ones again). A
 task that fails for a reason leaky names (a ``LeakyError``: bad options, divergence) is recorded
@@ -94,17 +95,32 @@ def run_task(task: dict) -> dict:
     return record
 
 
+def trace_path(trace_dir: str, task: dict) -> str:
+    """Where a task's trace goes: ``<trace_dir>/<variant>-seed<seed>.h5``."""
+    return os.path.join(trace_dir, f"{task['variant']}-seed{task['seed']}.h5")
+
+
 def run_sweep(spec: dict, out: str, workers: int = 1, use_ray: bool = False, resume: bool = False,
-              only: list[str] | None = None, retry_failed: bool = False) -> list[dict]:
+              only: list[str] | None = None, retry_failed: bool = False, address: str | None = None,
+              trace_dir: str | None = None, ray_retries: int = 2) -> list[dict]:
     """Run the tasks of ``spec`` (those of the variants ``only``), appending their records to
     ``out``; with ``resume``, skip the tasks ``out`` holds already, except failed ones when
-    ``retry_failed`` (their new record is appended; the latest record of a task counts)."""
+    ``retry_failed`` (their new record is appended; the latest record of a task counts).
+
+    ``trace_dir``: every task also writes its trace there (:func:`trace_path`). ``use_ray``: the
+    tasks run as Ray tasks (one CPU each) on the cluster at ``address`` (``None``: a local Ray
+    started for this sweep with ``workers`` CPUs, shut down after it); a task whose worker
+    process dies is run again up to ``ray_retries`` times by Ray itself."""
     if only:
         unknown = sorted(set(only) - set(spec["variants"]))
         if unknown:
             raise ConfigError(f"sweep --only: got {unknown}, which are not variants of the spec; "
                               f"expected some of {sorted(spec['variants'])}")
     todo = [t for t in tasks(spec) if not only or t["variant"] in only]
+    if trace_dir:
+        os.makedirs(trace_dir, exist_ok=True)
+        for t in todo:
+            t["config"]["trace"] = trace_path(trace_dir, t)
     if resume and os.path.exists(out):
         done = {(r["variant"], r["seed"]) for r in latest(read_records(out))
                 if not (retry_failed and "error" in r)}
@@ -122,13 +138,19 @@ def run_sweep(spec: dict, out: str, workers: int = 1, use_ray: bool = False, res
 
         if use_ray:
             ray = _import_ray()
-
-            ray.init(ignore_reinit_error=True)
-            remote = ray.remote(run_task)
-            pending = [remote.remote(t) for t in todo]
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                emit(ray.get(ready[0]))
+            started = not ray.is_initialized()
+            if started:
+                init = {"address": address} if address else {"num_cpus": max(1, workers)}
+                ray.init(**init, include_dashboard=False, logging_level="warning")
+            try:
+                remote = ray.remote(num_cpus=1, max_retries=ray_retries)(run_task)
+                pending = [remote.remote(t) for t in todo]
+                while pending:
+                    ready, pending = ray.wait(pending, num_returns=1)
+                    emit(ray.get(ready[0]))
+            finally:
+                if started:
+                    ray.shutdown()
         elif workers <= 1:
             for t in todo:
                 emit(run_task(t))
@@ -247,8 +269,12 @@ def run(args) -> int:
         raise ConfigError("sweep --retry-failed: expected it with --resume (it retries the failed "
                           "tasks of the results file a resumed sweep continues)")
     spec = load_spec(args.spec)
+    if args.address and not args.ray:
+        raise ConfigError(f"sweep --address: got {args.address!r} without --ray; expected --ray "
+                          "--address HOST:PORT (a running Ray cluster's head)")
     records = run_sweep(spec, args.out, workers=args.workers, use_ray=args.ray, resume=args.resume,
-                        only=args.only, retry_failed=args.retry_failed)
+                        only=args.only, retry_failed=args.retry_failed, address=args.address,
+                        trace_dir=args.trace_dir)
     if args.json:
         print(json.dumps(summarise(records)))
     else:
@@ -271,7 +297,10 @@ def add_parser(sub) -> None:
     p.add_argument("spec", nargs="?", help="JSON spec (see leaky/sweep.py)")
     p.add_argument("--out", help="JSON-lines results file (appended)")
     p.add_argument("--workers", type=int, default=1, help="processes on this machine")
-    p.add_argument("--ray", action="store_true", help="run the tasks on Ray (leaky[ray])")
+    p.add_argument("--ray", action="store_true",
+                   help="run the tasks on Ray (leaky[ray]): a local Ray with --workers CPUs, or --address")
+    p.add_argument("--address", help="with --ray: a running Ray cluster's head, HOST:PORT (or 'auto')")
+    p.add_argument("--trace-dir", help="every task also writes its trace here, as <variant>-seed<seed>.h5")
     p.add_argument("--resume", action="store_true", help="skip tasks already in --out")
     p.add_argument("--retry-failed", action="store_true",
                    help="with --resume: run the tasks whose record in --out is an error again")

@@ -40,10 +40,17 @@ def requested_threads(environ=None) -> int | None:
         ``None`` to leave BLAS alone (``LEAKY_BLAS_THREADS=auto``, or a user's own BLAS
         variable without ``LEAKY_BLAS_THREADS``), else the thread count.
     """
+    return _requested(environ, ENV, USER_BLAS_VARIABLES, DEFAULT)
+
+
+def _requested(environ, name: str, user_variables: tuple, default: int) -> int | None:
+    """The count ``environ[name]`` asks for: ``default`` when unset (``None`` when one of the
+    library's own ``user_variables`` is set), ``None`` for ``auto``, and ``default`` with a
+    warning for anything but an int >= 1."""
     environ = os.environ if environ is None else environ
-    value = environ.get(ENV, "").strip()
+    value = environ.get(name, "").strip()
     if not value:
-        return None if any(environ.get(v, "").strip() for v in USER_BLAS_VARIABLES) else DEFAULT
+        return None if any(environ.get(v, "").strip() for v in user_variables) else default
     if value.lower() == "auto":
         return None
     try:
@@ -51,9 +58,9 @@ def requested_threads(environ=None) -> int | None:
     except ValueError:
         threads = 0
     if threads < 1:
-        warnings.warn(f"{ENV}: got {value!r}, expected an int >= 1 or 'auto'; using {DEFAULT}",
-                      RuntimeWarning, stacklevel=2)
-        return DEFAULT
+        warnings.warn(f"{name}: got {value!r}, expected an int >= 1 or 'auto'; using {default}",
+                      RuntimeWarning, stacklevel=3)
+        return default
     return threads
 
 
@@ -92,6 +99,46 @@ def blas_threads() -> int | None:
     return max(counts) if counts else None
 
 
+# -- Numba's threads ------------------------------------------------------------------------
+#
+# The cpu faces' parallel schedules (kernels/step.py, tangent.py, credit.py, update_*.py) are
+# the other thread pool. On a machine with other work running, a parallel region waits for a
+# descheduled thread's next time slice: measured on 2 cores (docs/benchmarks.md, "Two threads"),
+# a shape that took 41.6 µs serial took 8.00 ms on the `rows` schedule, and the main job's
+# shared-critic update took 37 ms per update with Numba's default two threads against 4.7 ms
+# on one (docs/results.md), while the best parallel gain seen when the cores were idle was 1.9×. So leaky
+# runs its kernels on one Numba thread unless the user says otherwise:
+#
+#   LEAKY_NUMBA_THREADS=N      N threads (at most Numba's NUMBA_NUM_THREADS, the machine's cores)
+#   LEAKY_NUMBA_THREADS=auto   leave Numba alone (its default: every core)
+#
+# and, without LEAKY_NUMBA_THREADS, a NUMBA_NUM_THREADS the user set is respected. Numba's
+# thread count is per calling thread: it is set for the thread that imports leaky (the main
+# thread of a training run or of each sweep worker); numba.set_num_threads changes it later.
+
+NUMBA_ENV = "LEAKY_NUMBA_THREADS"
+USER_NUMBA_VARIABLES = ("NUMBA_NUM_THREADS",)
+NUMBA_DEFAULT = 1
+
+
+def requested_numba_threads(environ=None) -> int | None:
+    """The Numba thread count leaky applies at import, from ``environ`` (default
+    ``os.environ``): ``None`` to leave Numba alone, else the count (1 by default)."""
+    return _requested(environ, NUMBA_ENV, USER_NUMBA_VARIABLES, NUMBA_DEFAULT)
+
+
+def set_numba_threads(threads: int | None) -> None:
+    """Run leaky's Numba kernels on ``threads`` threads (``None``: leave Numba alone); more than
+    Numba's pool (``numba.config.NUMBA_NUM_THREADS``) is clipped to it."""
+    if threads is None:
+        return
+    import numba
+
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+
+
 def configure() -> None:
-    """What ``import leaky`` does: :func:`set_blas_threads` of :func:`requested_threads`."""
+    """What ``import leaky`` does: :func:`set_blas_threads` of :func:`requested_threads` and
+    :func:`set_numba_threads` of :func:`requested_numba_threads`."""
     set_blas_threads(requested_threads())
+    set_numba_threads(requested_numba_threads())

@@ -1,9 +1,14 @@
 """Shared test setup: markers, the GPU skip, and awkward-shape input builders."""
 
+import numba
 import numpy as np
 import pytest
 
 from leaky.backend import cuda_simulator, gpu_available
+
+# Importing leaky runs its kernels on one Numba thread (leaky/threads.py); the tests run them on
+# all of Numba's threads, so that the parallel schedules are exercised with more than one.
+numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 
 
 def pytest_collection_modifyitems(config, items):

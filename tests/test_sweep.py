@@ -100,3 +100,44 @@ def test_a_spec_field_that_is_not_a_train_config_field_is_refused_before_running
     spec = _spec(tmp_path, {"np": {"learner": "perturbation", "learning_rate": 1}})
     assert main(["sweep", spec, "--out", str(tmp_path / "out.jsonl")]) == 2
     assert "variants.np: ['learning_rate'] are not TrainConfig fields" in capsys.readouterr().err
+
+
+TWO_TASKS = {"env": "Pendulum-v1", "steps": 120, "seeds": [0, 1],
+             "common": {"n_envs": 2, "hidden": [4], "eval_every": 60, "eval_episodes": 1},
+             "variants": {"np": {"learner": "perturbation"}}}
+
+
+def test_every_task_writes_its_trace_to_the_trace_dir(tmp_path, capsys):
+    from leaky.trace import open_trace
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(TWO_TASKS))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out.jsonl"),
+                 "--trace-dir", str(tmp_path / "traces")]) == 0
+    for seed in (0, 1):
+        with open_trace(str(tmp_path / "traces" / f"np-seed{seed}.h5")) as tr:
+            assert tr.n_steps > 0
+
+
+def test_address_without_ray_is_an_error(tmp_path, capsys):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(TWO_TASKS))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o.jsonl"), "--address", "auto"]) == 2
+    assert "sweep --address: got 'auto' without --ray" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_a_two_task_sweep_on_a_local_ray(tmp_path, capsys):
+    """The Ray backend end to end: a local Ray with two CPUs runs both tasks, each writes its
+    trace, the results file holds both records, and a resumed sweep runs nothing."""
+    pytest.importorskip("ray")
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(TWO_TASKS))
+    out = tmp_path / "out.jsonl"
+    args = ["sweep", str(path), "--out", str(out), "--ray", "--workers", "2", "--trace-dir", str(tmp_path / "t")]
+    assert main(args) == 0
+    records = read_records(out)
+    assert sorted(r["seed"] for r in records) == [0, 1] and all("final" in r for r in records)
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["np-seed0.h5", "np-seed1.h5"]
+    assert main(args + ["--resume"]) == 0
+    assert len(read_records(out)) == 2

@@ -10,7 +10,7 @@ import pytest
 from leaky import threads
 from leaky.sweep import read_records
 
-BLAS_VARIABLES = (threads.ENV, *threads.USER_BLAS_VARIABLES)
+BLAS_VARIABLES = (threads.ENV, *threads.USER_BLAS_VARIABLES, threads.NUMBA_ENV, *threads.USER_NUMBA_VARIABLES)
 
 
 def _clean_env(**extra):
@@ -79,3 +79,31 @@ def test_sweep_workers_run_blas_on_one_thread(tmp_path):
     records = read_records(out)
     assert len(records) == 2 and all("error" not in r for r in records)
     assert [r["blas_threads"] for r in records] == [1, 1]
+
+
+def _numba_threads_after_import(env):
+    code = "import numba; import leaky; print(numba.get_num_threads(), numba.config.NUMBA_NUM_THREADS)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got, pool = map(int, done.stdout.split())
+    return got, pool, done.stderr
+
+
+def test_importing_leaky_runs_numba_kernels_on_one_thread_unless_the_user_chooses():
+    assert _numba_threads_after_import(_clean_env(NUMBA_NUM_THREADS="2"))[:2] == (2, 2)    # theirs rules
+    assert _numba_threads_after_import(_clean_env(NUMBA_NUM_THREADS="2", LEAKY_NUMBA_THREADS="1"))[:2] == (1, 2)
+    assert _numba_threads_after_import(_clean_env(NUMBA_NUM_THREADS="2", LEAKY_NUMBA_THREADS="auto"))[:2] == (2, 2)
+    assert _numba_threads_after_import(_clean_env(NUMBA_NUM_THREADS="2", LEAKY_NUMBA_THREADS="8"))[:2] == (2, 2)
+    got, pool, _ = _numba_threads_after_import(_clean_env())
+    assert got == 1 and pool >= 1
+    got, _, err = _numba_threads_after_import(_clean_env(LEAKY_NUMBA_THREADS="lots"))
+    assert got == 1 and "LEAKY_NUMBA_THREADS: got 'lots', expected an int >= 1 or 'auto'" in err
+
+
+def test_requested_numba_threads_reads_the_environment():
+    assert threads.requested_numba_threads({}) == 1
+    assert threads.requested_numba_threads({"LEAKY_NUMBA_THREADS": "2"}) == 2
+    assert threads.requested_numba_threads({"LEAKY_NUMBA_THREADS": "AUTO"}) is None
+    assert threads.requested_numba_threads({"NUMBA_NUM_THREADS": "2"}) is None
+    with pytest.warns(RuntimeWarning, match="got '-1'"):
+        assert threads.requested_numba_threads({"LEAKY_NUMBA_THREADS": "-1"}) == 1

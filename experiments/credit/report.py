@@ -69,6 +69,24 @@ def table(by, at):
     return "\n".join(lines)
 
 
+def hold_table(by, level):
+    """Per variant and seed: the first evaluation at or above ``level`` and the first from which
+    every later evaluation stays there (``never`` when it is not reached, or not held to the end)."""
+    lines = [f"| variant | first ≥ {level:g} (per seed) | held from (per seed) |", "|---|---|---|"]
+    for name, seeds in by.items():
+        first, held = [], []
+        for s in sorted(seeds):
+            ev = seeds[s]["evaluations"]
+            hit = [e["step"] for e in ev if e["mean"] >= level]
+            first.append(f"{hit[0] // 1000}k" if hit else "never")
+            since = None
+            for e in ev:
+                since = (since or e["step"]) if e["mean"] >= level else None
+            held.append(f"{since // 1000}k" if since else "never")
+        lines.append(f"| {name} | {', '.join(first)} | {', '.join(held)} |")
+    return "\n".join(lines)
+
+
 def curves_png(by, path, title):
     import matplotlib
 
@@ -140,11 +158,15 @@ def main(argv=None):
     p.add_argument("--alignment-png", help="per-layer cosine with BPTT over training")
     p.add_argument("--at", type=int, nargs="*", default=[10_000, 30_000])
     p.add_argument("--only", nargs="*", help="these variants, in this order")
+    p.add_argument("--hold", type=float, help="also tabulate when each seed first reaches, and holds, this return")
     args = p.parse_args(argv)
     by = load(args.results)
     if args.only:
         by = {k: by[k] for k in args.only if k in by}
     print(table(by, args.at))
+    if args.hold is not None:
+        print()
+        print(hold_table(by, args.hold))
     if args.png:
         curves_png(by, args.png, args.title)
     if args.alignment_png:
