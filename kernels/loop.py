@@ -4,7 +4,7 @@ An environment step of the local learner on the GPU is, with every array preallo
 (:mod:`leaky.graph` builds and captures it)::
 
     act:    _prepare_kernel      noise ξ (counter-based, kernels/noise.py) and encoded sensors u
-            _step_kernel         ℓ internal steps (kernels/step.py)
+            _step_kernel         ℓ internal steps (kernels/step)
             _decode_kernel       action = δ(V[:, O]); advances the noise counter
     learn:  _transitions_kernel  the transitions of the previous step (kernels/update_local.py's
                                  ``build_transitions``, truncated rows bootstrapped); advances
@@ -26,6 +26,8 @@ except ImportError:  # pragma: no cover
 
 from leaky.kernels.noise import fill_normal_span_cuda
 from leaky.kernels.jit import cuda_jit
+from leaky.kernels.scalar import bias_corrected_cuda
+from leaky.kernels.spec import F1, F2, F3, L1, KernelSpec, Launch, cuda_kernels
 
 THREADS = 256
 
@@ -120,17 +122,35 @@ def _transitions_kernel(V_t, y_t, V_next, y_next, V_boot, y_boot, reward, termin
             sched[0] = lr_critic
             sched[1] = 0.0
         else:
-            root = math.sqrt(1.0 - math.pow(float(beta2), float(t)))
-            sched[0] = lr_critic * root / (1.0 - math.pow(float(beta1), float(t)))
-            sched[1] = eps * root
+            step_size, eps_hat = bias_corrected_cuda(lr_critic, float(t), float(beta1), float(beta2), eps)
+            sched[0] = step_size
+            sched[1] = eps_hat
 
 
-# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py).
-_F1, _F2, _F3 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]"
-CUDA_KERNELS = [
-    (_prepare_kernel, [f"void(uint32, uint32, int64[::1], {_F1}, {_F1}, {_F2}, {_F1}, {_F1}, {_F2})"]),
-    (_decode_kernel, [f"void({_F2}, {_F1}, {_F1}, {_F2}, int64[::1])"]),
-    (_transitions_kernel, [f"void({_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F1}, {_F1}, {_F1}, "
-                           f"float32, float32, boolean, int64[::1], {_F1}, int32, float64, float64, "
-                           f"float64, float64, {_F3}, {_F3}, {_F2}, {_F2})"]),
-]
+PREPARE_SPEC = KernelSpec.typed(_prepare_kernel, ("uint32", "uint32", L1, F1, F1, F2, F1, F1, F2))
+DECODE_SPEC = KernelSpec.typed(_decode_kernel, (F2, F1, F1, F2, L1))
+TRANSITIONS_SPEC = KernelSpec.typed(_transitions_kernel, (
+    F3, F3, F3, F3, F3, F3, F1, F1, F1, "float32", "float32", "boolean", L1, F1, "int32", "float64",
+    "float64", "float64", "float64", F3, F3, F2, F2))
+
+
+def prepare_launch(seed, stream, counter, std, xi, obs, scale, shift, u) -> Launch:
+    """The launch of ``_prepare_kernel`` (``xi`` flattened by the caller or here)."""
+    ell_b_n = xi.size
+    return PREPARE_SPEC.launch(*grid_for(max(ell_b_n, u.size)), dict(
+        seed=seed, stream=stream, counter=counter, std=std, xi=xi.reshape(-1), obs=obs, scale=scale,
+        shift=shift, u=u))
+
+
+def decode_launch(V_last, half, mid, action, counter) -> Launch:
+    """The launch of ``_decode_kernel``."""
+    return DECODE_SPEC.launch(*grid_for(action.size), dict(V_last=V_last, half=half, mid=mid,
+                                                           action=action, counter=counter))
+
+
+def transitions_launch(**values) -> Launch:
+    """The launch of ``_transitions_kernel`` (arguments by name, as the kernel lists them)."""
+    return TRANSITIONS_SPEC.launch(*grid_for(values["Vn"].size), values)
+
+
+CUDA_KERNELS = cuda_kernels(PREPARE_SPEC, DECODE_SPEC, TRANSITIONS_SPEC)

@@ -58,12 +58,28 @@ class KernelSpec:
         return tuple(_SCALARS[t](values[n]) if t in _SCALARS else values[n] for n, t in self.params)
 
     def launch(self, grid, block, values: dict) -> Launch:
-        return Launch(self.kernel, tuple(grid), tuple(block), self.args(values))
+        """The :class:`Launch` of ``kernel[grid, block]`` (ints or tuples, as Numba takes them)."""
+        return Launch(self.kernel, _dims(grid), _dims(block), self.args(values))
+
+    @classmethod
+    def typed(cls, kernel, types: tuple[str, ...]) -> "KernelSpec":
+        """The spec of ``kernel`` with its own parameter names, in order, and ``types``."""
+        import inspect
+
+        fn = getattr(kernel, "py_func", kernel)
+        names = tuple(inspect.signature(fn).parameters)
+        if len(names) != len(types):
+            raise ValueError(f"{fn.__name__}: {len(names)} parameters, {len(types)} types")
+        return cls(kernel, tuple(zip(names, types)))
 
     @property
     def name(self) -> str:
         fn = getattr(self.kernel, "py_func", None)
         return getattr(fn, "__name__", "kernel")
+
+
+def _dims(d):
+    return tuple(d) if isinstance(d, (tuple, list)) else int(d)
 
 
 def run(launch: Launch, stream=0) -> None:

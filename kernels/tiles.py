@@ -327,7 +327,7 @@ def outer_nn(A, s0, P, L, out):
 
     Per feature m, one row of the panel (two vectors) times eight broadcast voltages into 16
     vector accumulators; the accumulators live in a stack array that LLVM keeps in registers
-    (the pattern of kernels/step.py's outer tiles).
+    (the pattern of kernels/step's outer tiles).
     """
     acc = carray(stack_empty(256, out), (8, 32))
     zero = out.dtype.type(0)

@@ -57,13 +57,14 @@ except ImportError:  # pragma: no cover
     cuda = None
 
 from leaky.kernels.data import array_module
+from leaky.kernels.spec import F1, F2, F3, I1, KernelSpec, Launch, cuda_kernels, run
 from leaky.kernels.jit import FASTMATH as _FAST
 from leaky.kernels.jit import compiled, shared
 from leaky.kernels.jit import cuda_jit as _cuda_jit
 from leaky.kernels.jit import fmuladd as _fma
 from leaky.kernels.jit import stack_empty as _stack_empty
 from leaky.kernels.scalar import tanh32 as _tanh32
-from leaky.kernels.scalar import activate_cuda, activate_grad_cuda
+from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, sigma, sigma_grad
 from leaky.kernels.scalar import step_param as _step_param
 from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
 
@@ -154,7 +155,7 @@ def critic_values(tr: Transitions, delta, tau, mask, theta, theta_bar, n_inputs,
     dt = tr.V.dtype
     q = xp.full((B, N), np.nan, dtype=dt)
     td = xp.full((B, N), np.nan, dtype=dt)
-    act = {0: xp.tanh, 1: lambda v: xp.maximum(v, 0), 2: lambda v: v}[int(activation)]
+    act = lambda v: sigma(v, int(activation), xp)  # noqa: E731
     slices = record_slices(tau, T)
     agents = np.arange(int(n_inputs), N)
     for t in np.unique(slices[agents]):
@@ -211,9 +212,6 @@ def _masks(family, view, baseline, mask_row):
 # reference: NumPy float64, the definition
 # ---------------------------------------------------------------------------------------------
 
-_ACT_NP = {0: np.tanh, 1: lambda y: np.maximum(y, 0.0), 2: lambda y: y}
-_DACT_NP = {0: lambda y: 1.0 - np.tanh(y) ** 2, 1: lambda y: (y > 0).astype(np.float64),
-            2: lambda y: np.ones_like(y)}
 
 
 def update_local_reference(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi,
@@ -232,7 +230,7 @@ def update_local_reference(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, co
     Vs, ys, alphas, Vn, yn, r, cont = map(f64, (Vs, ys, alphas, Vn, yn, r, cont))
     T, B, N = Vs.shape
     lay = critic_layout(N)
-    act, dact = _ACT_NP[activation], _DACT_NP[activation]
+    act, dact = (lambda y: sigma(y, activation)), (lambda y: sigma_grad(y, activation))
     M = np.asarray(mask) != 0
     th, thb, Kf, bf = f64(theta), f64(theta_bar), f64(K), f64(bias)
     am = f64(adam_m) if optimizer == 1 else None
@@ -436,7 +434,7 @@ def _outer_nn(A, s0, P, L, out):
 
     Per feature m, one row of the panel (two vectors) times eight broadcast voltages into 16
     vector accumulators; the accumulators live in a stack array that LLVM keeps in registers
-    (the pattern of kernels/step.py's outer tiles).
+    (the pattern of kernels/step's outer tiles).
     """
     acc = carray(_stack_empty(256, out), (8, 32))
     zero = out.dtype.type(0)
@@ -1285,6 +1283,29 @@ def _update_kernel(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, co
         diag[n, 2] = red[0, 0] * inv
 
 
+UPDATE_SPEC = KernelSpec.typed(_update_kernel, (
+    F3, F3, F3, F3, F3, F2, F2, F2, I1, F2, I1, I1, F2, F1, F2, F2, F2, F2, F2, F3, "int32", "int32",
+    "int32", "int32", "int32", "int32", "float32", "float32", "float32", "float32", "float32", F1))
+
+
+def update_local_launch(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
+                        theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, work,
+                        sched) -> Launch:
+    """The launch of the fused local update (N blocks × ``BLOCK`` threads): what
+    :func:`update_local_cuda` runs at once and a captured program keeps. ``work`` and ``sched``
+    are required here (see :func:`update_local_cuda`); ``delta`` and the Adam moments may not be
+    None."""
+    family, view, baseline, optimizer = cfg.codes
+    N = Vs.shape[2]
+    return UPDATE_SPEC.launch((max(1, N),), (BLOCK,), dict(
+        Vs=Vs, ys=ys, alphas=alphas, Vn=Vn, yn=yn, r=r, cont=cont, delta=delta, tau=tau, mask=mask,
+        col_lo=col_lo, col_hi=col_hi, K=K, bias=bias, theta=theta, theta_bar=theta_bar,
+        adam_m=adam_m, adam_v=adam_v, diag=diag, work=work, n_inputs=n_inputs,
+        activation=activation, family=family, view=view, baseline=baseline, optimizer=optimizer,
+        lr_critic=cfg.lr_critic, lr_actor=cfg.lr_actor, tau_soft=cfg.tau_soft, beta1=cfg.beta1,
+        beta2=cfg.beta2, sched=sched))
+
+
 def update_local_cuda(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
                       theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step,
                       work=None, sched=None, stream=0):
@@ -1304,26 +1325,16 @@ def update_local_cuda(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo,
     xp = array_module(theta)
     if work is None:
         work = xp.empty((N, 2, T * B), dtype=np.float32)
-    lr_critic, lr_actor, tau_soft, beta1, beta2, step_size, eps_hat = _scalars(theta, cfg, step)
     if sched is None:
+        step_size, eps_hat = _scalars(theta, cfg, step)[5:]
         sched = xp.asarray(np.array([step_size, eps_hat], dtype=np.float32))
-    family, view, baseline, optimizer = cfg.codes
-    _update_kernel[(max(1, N),), (BLOCK,), stream](
-        Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias, theta,
-        theta_bar, adam_m, adam_v, diag, work, np.int32(n_inputs), np.int32(activation),
-        np.int32(family), np.int32(view), np.int32(baseline), np.int32(optimizer),
-        lr_critic, lr_actor, tau_soft, beta1, beta2, sched)
+    run(update_local_launch(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K,
+                            bias, theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg,
+                            work, sched), stream)
     return diag
 
 
 FACES = {"numpy": update_local_reference, "cpu": update_local_cpu, "cuda": update_local_cuda}
 """The face each backend runs (:mod:`leaky.backend` names)."""
 
-# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
-_F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
-CUDA_KERNELS = [
-    (_update_kernel, [f"void({_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F2}, {_F2}, {_F2}, {_I1}, "
-                      f"{_F2}, {_I1}, {_I1}, {_F2}, {_F1}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, "
-                      f"{_F3}, int32, int32, int32, int32, int32, int32, float32, float32, "
-                      f"float32, float32, float32, {_F1})"]),
-]
+CUDA_KERNELS = cuda_kernels(UPDATE_SPEC)

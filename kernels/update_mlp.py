@@ -68,7 +68,7 @@ from leaky.kernels.jit import cuda_jit as _cuda_jit
 from leaky.kernels.jit import fmuladd as _fma
 from leaky.kernels.jit import shared
 from leaky.kernels.jit import stack_empty as _stack_empty
-from leaky.kernels.scalar import activate_cuda, activate_grad_cuda
+from leaky.kernels.scalar import activate_cuda, activate_grad_cuda, sigma, sigma_grad
 from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
 from leaky.kernels.scalar import tanh32 as _tanh32
 
@@ -152,9 +152,6 @@ def unpack_mlp(theta, H: int) -> dict[str, Any]:
 # reference: NumPy float64, the definition
 # ---------------------------------------------------------------------------------------------
 
-_ACT_NP = {0: np.tanh, 1: lambda y: np.maximum(y, 0.0), 2: lambda y: y}
-_DACT_NP = {0: lambda y: 1.0 - np.tanh(y) ** 2, 1: lambda y: (y > 0).astype(np.float64),
-            2: lambda y: np.ones_like(y)}
 
 
 def _row_views(row, N, H):
@@ -203,7 +200,7 @@ def critic_values(tr, tau, mask, theta, theta_bar, n_inputs, activation, view, x
     dt = tr.V.dtype
     q = xp.full((B, N), np.nan, dtype=dt)
     td = xp.full((B, N), np.nan, dtype=dt)
-    act = {0: xp.tanh, 1: lambda v: xp.maximum(v, 0), 2: lambda v: v}[int(activation)]
+    act = lambda v: sigma(v, int(activation), xp)  # noqa: E731
     slices = record_slices(tau, T)
     agents = np.arange(int(n_inputs), N)
 
@@ -241,7 +238,7 @@ def update_mlp_reference(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col
     T, B, N = Vs.shape
     H = mlp_hidden(N, theta.shape[1])
     lay = mlp_layout(N, H)
-    act, dact = _ACT_NP[activation], _DACT_NP[activation]
+    act, dact = (lambda y: sigma(y, activation)), (lambda y: sigma_grad(y, activation))
     M = np.asarray(mask) != 0
     th, thb, Kf, bf = f64(theta), f64(theta_bar), f64(K), f64(bias)
     am = f64(adam_m) if optimizer == 1 else None
@@ -327,7 +324,7 @@ def slopes_mlp_reference(V, y, mask, theta, n_inputs, activation, view, out=None
     res = np.zeros((B, N))
     for n in range(n_inputs, N):
         feat = M[n] if VIEWS[view] == 1 else np.ones(N, dtype=bool)
-        res[:, n] = slopes_one_reference(th[n], V * feat, _ACT_NP[activation](y[:, n]), H)
+        res[:, n] = slopes_one_reference(th[n], V * feat, sigma(y[:, n], activation), H)
     if out is not None:
         out[...] = res
         return out

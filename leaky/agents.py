@@ -14,6 +14,8 @@ import numpy as np
 
 from leaky.backend import to_numpy
 
+# σ written again here on purpose, not taken from kernels/scalar.py: the theorem check shares no
+# code with the kernels it checks.
 _ACT = {"tanh": np.tanh, "relu": lambda y: np.maximum(y, 0.0), "identity": lambda y: y}
 
 

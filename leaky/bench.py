@@ -58,6 +58,7 @@ from typing import Callable
 import numpy as np
 
 from leaky.backend import gpu_available
+from leaky.kernels.scalar import sigma, sigma_grad
 
 DEFAULT_GRID = [(B, N, ell) for N in (64, 256, 1024) for B in (1, 16, 256, 1024) for ell in (1, 3)]
 QUICK_GRID = [(1, 32, 1), (8, 64, 2), (64, 128, 3)]
@@ -331,9 +332,8 @@ def update_local_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, t
     T, B, N = Vs.shape
     xp, tau, agents = _composed_setup(theta, tau, n_inputs, N)
     lay = critic_layout(N)
-    act = {0: xp.tanh, 1: lambda a: xp.maximum(a, 0), 2: lambda a: a}[activation]
-    dact = {0: lambda a: 1 - xp.tanh(a) ** 2, 1: lambda a: (a > 0).astype(a.dtype),
-            2: xp.ones_like}[activation]
+    act = lambda a: sigma(a, activation, xp)  # noqa: E731
+    dact = lambda a: sigma_grad(a, activation, xp)  # noqa: E731
     advantage = cfg.family == "advantage"
     step_size, eps_hat = cfg.adam_scalars(step)
     cols = xp.asarray(np.r_[0:2 * N + 3] if advantage else np.r_[0:N, 2 * N, 2 * N + 1])  # trained = owned
@@ -400,9 +400,8 @@ def update_mlp_composed(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, K, bias, the
     T, B, N = Vs.shape
     xp, tau, agents = _composed_setup(theta, tau, n_inputs, N)
     H = um.mlp_hidden(N, theta.shape[1])
-    act = {0: xp.tanh, 1: lambda a: xp.maximum(a, 0), 2: lambda a: a}[activation]
-    dact = {0: lambda a: 1 - xp.tanh(a) ** 2, 1: lambda a: (a > 0).astype(a.dtype),
-            2: xp.ones_like}[activation]
+    act = lambda a: sigma(a, activation, xp)  # noqa: E731
+    dact = lambda a: sigma_grad(a, activation, xp)  # noqa: E731
     step_size, eps_hat = cfg.adam_scalars(step)
     for t in np.unique(tau[agents]):
         idx = xp.asarray(agents[tau[agents] == t])
@@ -818,7 +817,7 @@ def _composed_faces(learner):
 
 
 def bench_credit(grid=None, repeats: int = 7) -> list[Row]:
-    """The shared-critic actor step's kernels (kernels/tangent.py, kernels/credit.py) against
+    """The shared-critic actor step's kernels (kernels/tangent, kernels/credit) against
     their composed alternatives, then whole actor steps and learner updates (rules feedback and
     perturb, k = 1 tangent) against DDPG's BPTT ones on the same network, over ``grid`` of
     (N, B, ℓ)."""

@@ -6,7 +6,7 @@ voltages ``V``) followed by the decoder. Critic: an MLP ``Q(s, a)``. The actor a
 ``Q(s, μ(V, s))`` by backpropagation through the decoder and the ℓ internal steps (BPTT,
 truncated at the environment-step boundary: the carried voltages ``V`` are a constant input).
 
-The forward pass, for every batch row (kernels/step.py, greedy: ξ = 0)::
+The forward pass, for every batch row (kernels/step, greedy: ξ = 0)::
 
     V₀ = V with V₀[I] = ε(s)  (clamp)  or  V₀[I] = V[I] + ε(s)  (pulse)
     τ = 0 … ℓ-1:  z = V_τ Kᵀ + b,  y = Θ(z),  α = σ(y),
@@ -41,7 +41,7 @@ import numpy as np
 
 from leaky.backend import Backend, get_backend, to_numpy
 from leaky.errors import ConfigError, DivergenceError, InputError
-from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS
+from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS, sigma, sigma_grad
 from leaky.network import Network
 from leaky.optim import Adam
 from leaky.records import CriticRecord, broadcast_to_agents
@@ -135,27 +135,9 @@ def _code(value, table, what):
     return int(value)
 
 
-def _sigma(y, activation, xp):
-    if activation == 0:
-        return xp.tanh(y)
-    if activation == 1:
-        return xp.maximum(y, 0.0)
-    return y
-
-
-def _sigma_grad(y, activation, xp):
-    """σ'(y), as in kernels/scalar.py (relu'(0) = 0)."""
-    if activation == 0:
-        t = xp.tanh(y)
-        return 1.0 - t * t
-    if activation == 1:
-        return (y > 0).astype(y.dtype)
-    return xp.ones_like(y)
-
-
 def actor_forward(params: ActorParams, V0, u, n_inputs: int, activation, inhibition,
                   kappa: float, pulse: bool, ell: int, xp) -> ActorTape:
-    """The greedy network step of kernels/step.py's reference, keeping what backward needs.
+    """The greedy network step of kernels/step's reference, keeping what backward needs.
 
     Parameters
     ----------
@@ -194,7 +176,7 @@ def actor_forward(params: ActorParams, V0, u, n_inputs: int, activation, inhibit
             y = z * s
         else:
             y = z
-        alpha = _sigma(y, activation, xp)
+        alpha = sigma(y, activation, xp)
         V = (1.0 - params.leak) * V + params.leak * alpha
         if not pulse:
             V[:, :n_inputs] = u
@@ -236,7 +218,7 @@ def actor_backward(params: ActorParams, tape: ActorTape, g_action, n_inputs: int
         if not pulse:
             gV[:, :n_inputs] = 0.0  # V_{τ+1}[I] = ε(s) does not depend on V_τ
         g_alpha[tau] = params.leak * gV
-        gy = g_alpha[tau] * _sigma_grad(tape.y[tau], activation, xp)
+        gy = g_alpha[tau] * sigma_grad(tape.y[tau], activation, xp)
         if inhibition == 1:
             s, z = tape.scale[tau], tape.z[tau]
             gz = s * gy

@@ -233,7 +233,6 @@ class GraphedLocalLearner(LocalLearner):
     def _build(self, B: int) -> None:
         net, cfg, be = self.net, self.cfg, self.net.backend
         N, ell, n_in, n_out = net.n_neurons, net.delay, net.config.n_inputs, net.config.n_outputs
-        f32 = np.float32
 
         def cache():
             return StepCache(be.empty((ell + 1, B, N)), be.empty((ell, B, N)), be.empty((ell, B, N)),
@@ -253,17 +252,14 @@ class GraphedLocalLearner(LocalLearner):
         self.buf = buf
         flags = sk.StepFlags(n_in, net._activation, net._inhibition, net.config.kappa, net._pulse)
         snet = sk.StepNet(net.K, net.b, net.leak, net.col_lo, net.col_hi, net._tile_lo_dev, net._tile_hi_dev)
-        prep_grid = lk.grid_for(max(ell * B * N, B * n_in))
 
         def prepare(stream_id, xi, obs, u):
-            return Launch(lk._prepare_kernel, *prep_grid,
-                          (self.seed32, np.uint32(stream_id), buf.counter, self.std, xi.reshape(-1), obs, scale,
-                           shift, u))
+            return lk.prepare_launch(self.seed32, stream_id, buf.counter, self.std, xi, obs, scale, shift, u)
 
         def step(V0, u, xi, out):
             return sk.step_launch(V0, u, xi, snet, flags, sk.StepOut(out.V, out.z, out.y, out.alpha))
 
-        family, view, baseline, optimizer = self.ucfg.codes
+        optimizer = self.ucfg.codes[3]
         u = self.ucfg
         self.act_programs, self.boot_programs, self.learn_programs = [], [], []
         for s in (0, 1):
@@ -271,7 +267,7 @@ class GraphedLocalLearner(LocalLearner):
             self.act_programs.append(Program(f"act[{s}]", [
                 prepare(self.SEED_STREAM_ACT, buf.xi, buf.obs, buf.u),
                 step(buf.V_in, buf.u, buf.xi, c),
-                Launch(lk._decode_kernel, *lk.grid_for(B * n_out), (c.V[ell], half, mid, buf.action, buf.counter)),
+                lk.decode_launch(c.V[ell], half, mid, buf.action, buf.counter),
             ], self.stream))
             self.boot_programs.append(Program(f"boot[{s}]", [
                 prepare(self.SEED_STREAM_BOOT, buf.xi_boot, buf.final_obs[s], buf.u_boot),
@@ -280,19 +276,18 @@ class GraphedLocalLearner(LocalLearner):
             # learn[s]: the transition of the step in slot 1-s, whose next step is in slot s
             q = 1 - s
             self.learn_programs.append(Program(f"learn[{s}]", [
-                Launch(lk._transitions_kernel, *lk.grid_for(ell * B * N),
-                       (p.V, p.y, c.V, c.y, buf.boot[q].V, buf.boot[q].y, buf.reward[q], buf.terminated[q],
-                        buf.boot_rows[q], f32(cfg.gamma if cfg.clock == "causal" else cfg.gamma ** (1.0 / ell)),
-                        f32(cfg.reward_scale), cfg.clock == "causal", buf.adam_step, buf.sched,
-                        np.int32(optimizer), float(u.lr_critic), float(u.beta1), float(u.beta2), float(u.eps),
-                        buf.Vn, buf.yn, buf.r, buf.cont)),
-                Launch(ul._update_kernel, (max(1, N),), (ul.BLOCK,),
-                       (p.V[:ell], p.y, p.alpha, buf.Vn, buf.yn, buf.r, buf.cont, buf.r, self.tau, net.mask,
-                        self.col_lo, self.col_hi, net.K, net.b, self.theta, self.theta_bar, self.adam_m,
-                        self.adam_v, self.diag, buf.work, np.int32(n_in), np.int32(self.activation),
-                        np.int32(family), np.int32(view), np.int32(baseline), np.int32(optimizer),
-                        f32(u.lr_critic), f32(u.lr_actor), f32(u.tau_soft), f32(u.beta1), f32(u.beta2),
-                        buf.sched)),
+                lk.transitions_launch(
+                    V_t=p.V, y_t=p.y, V_next=c.V, y_next=c.y, V_boot=buf.boot[q].V, y_boot=buf.boot[q].y,
+                    reward=buf.reward[q], terminated=buf.terminated[q], boot_rows=buf.boot_rows[q],
+                    gamma_slice=cfg.gamma if cfg.clock == "causal" else cfg.gamma ** (1.0 / ell),
+                    reward_scale=cfg.reward_scale, causal=cfg.clock == "causal", adam_step=buf.adam_step,
+                    sched=buf.sched, optimizer=optimizer, lr_critic=u.lr_critic, beta1=u.beta1,
+                    beta2=u.beta2, eps=u.eps, Vn=buf.Vn, yn=buf.yn, r_out=buf.r, cont_out=buf.cont),
+                # delta: the update reads no shared TD error here (baseline "own"); r stands in
+                ul.update_local_launch(p.V[:ell], p.y, p.alpha, buf.Vn, buf.yn, buf.r, buf.cont, buf.r,
+                                       self.tau, net.mask, self.col_lo, self.col_hi, net.K, net.b,
+                                       self.theta, self.theta_bar, self.adam_m, self.adam_v, self.diag,
+                                       n_in, self.activation, u, buf.work, buf.sched),
             ], self.stream))
 
     @property

@@ -11,13 +11,13 @@ a handful of element-wise operations per array, no kernels of its own.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
 
 from leaky.backend import to_numpy
 from leaky.errors import ConfigError, InputError
+from leaky.kernels.scalar import ADAM_BETA1, ADAM_BETA2, ADAM_EPS, adam_arrays, adam_scalars
 
 
 class Adam:
@@ -37,7 +37,7 @@ class Adam:
     """
 
     def __init__(self, params: Sequence[Any], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+                 betas: tuple[float, float] = (ADAM_BETA1, ADAM_BETA2), eps: float = ADAM_EPS):
         if not (lr > 0 and np.isfinite(lr)):
             raise ConfigError(f"Adam.lr: got {lr!r}, expected a finite value > 0")
         if not all(0.0 <= beta < 1.0 for beta in betas) or len(betas) != 2:
@@ -58,16 +58,11 @@ class Adam:
                              f"expected {len(self.m)} of each")
         self.t += 1
         beta1, beta2 = self.betas
-        # bias corrections folded into the step size (the paper's "efficient version")
-        # Python floats, not NumPy scalars: a float64 scalar would promote float32 arrays
-        step_size = self.lr * math.sqrt(1.0 - beta2 ** self.t) / (1.0 - beta1 ** self.t)
-        eps_hat = self.eps * math.sqrt(1.0 - beta2 ** self.t)
+        # bias corrections folded into the step size (the paper's "efficient version"), as
+        # Python floats: a float64 NumPy scalar would promote float32 arrays
+        step_size, eps_hat = adam_scalars(self.lr, self.t, beta1, beta2, self.eps)
         for p, g, m, v in zip(params, grads, self.m, self.v):
-            m *= beta1
-            m += (1.0 - beta1) * g
-            v *= beta2
-            v += (1.0 - beta2) * (g * g)
-            p -= step_size * m / (v ** 0.5 + eps_hat)  # ** 0.5: NumPy and CuPy alike
+            adam_arrays(p, m, v, g, step_size, eps_hat, beta1, beta2)
 
     def state_dict(self) -> dict:
         """The moments and the step count as NumPy arrays: ``{"t", "m.0", "v.0", …}``."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from leaky.errors import ConfigError
+from leaky.kernels.scalar import ACTIVATIONS, sigma_grad
 from leaky.network import Network
 from leaky.online import OnlineLearner, Transition
 from leaky.records import broadcast_to_agents
@@ -79,8 +80,7 @@ class PerturbationLearner(OnlineLearner):
         scale = cfg.lr / (B * cfg.noise_std ** 2)
         for tau, idx in self.groups:
             y = tr.cache.y[tau][:, idx]
-            grad_act = 1.0 - xp.tanh(y) ** 2 if net.config.activation == "tanh" else (
-                (y > 0).astype(y.dtype) if net.config.activation == "relu" else xp.ones_like(y))
+            grad_act = sigma_grad(y, ACTIVATIONS[net.config.activation], xp)
             g = delta[:, None] * tr.noise[tau][:, idx] * grad_act        # (B, n)
             dK = scale * (g.T @ tr.cache.V[tau]) * net.mask[idx]
             db = scale * g.sum(axis=0)

@@ -3,10 +3,10 @@
 DDPG's critic, DDPG's replay, targets and exploration, and a different actor step: instead of
 backpropagating ``∂Q/∂a`` through the network, the critic broadcasts ``g = ∂Q/∂a`` per sample
 (a vector dopamine, ``d_act`` numbers) and every neuron estimates its own effect on the action
-from quantities it has locally (``kernels/credit.py``)::
+from quantities it has locally (``kernels/credit``)::
 
     perturb    activity tangents T ~ N(0, 1) injected at every neuron's decision step, carried to
-               the action with the network's own weights (kernels/tangent.py, a forward pass);
+               the action with the network's own weights (kernels/tangent, a forward pass);
                e_n = mean_j (g·ȧ_j) T_jn
     feedback   F_n ← (1−β) F_n + β mean(ȧ T_n), a running estimate of E[∂a/∂α_n]; e_n = g·F_n
     dfa        e_n = g·B_n with B fixed and random (direct feedback alignment)
@@ -32,7 +32,7 @@ from leaky.ddpg import DDPGLearner, _pcg64_words, _set_pcg64_words
 from leaky.kernels import credit as ck
 from leaky.kernels import tangent as tk
 from leaky.kernels.data import Topology
-from leaky.kernels.scalar import adam_scalars
+from leaky.kernels.scalar import ADAM_BETA1, ADAM_BETA2, adam_scalars
 from leaky.kernels.step import tile_ranges
 from leaky.network import Network
 
@@ -161,7 +161,7 @@ class SharedCriticLearner(DDPGLearner):
         self.actor_steps += 1
         step_size, eps_hat = adam_scalars(cfg.lr_actor or 1.0, self.actor_steps)
         sc = ck.CreditScalars(net.config.n_inputs, net._activation, self.rule, float(cfg.feedback_rate),
-                              step_size, eps_hat, 0.9, 0.999, cfg.lr_actor > 0)
+                              step_size, eps_hat, ADAM_BETA1, ADAM_BETA2, cfg.lr_actor > 0)
         credit = ck.CreditBatch(out.Vc, out.y, out.scale, T,
                                 xp.ascontiguousarray(gain * out.Vdot[:, :, N - n_act:]),
                                 xp.ascontiguousarray(g), xp.ascontiguousarray(gain * self._leak_out))

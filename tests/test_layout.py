@@ -117,3 +117,15 @@ def test_design_links_in_the_code_resolve():
     assert not missing, f"unresolved design.md anchors: {missing}"
     assert not [p for p in [*ROOT.glob("leaky/**/*.py"), *ROOT.glob("kernels/**/*.py")]
                 if "DESIGN.md" in p.read_text()], "a module still cites DESIGN.md; link docs/design.md"
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists every package of both layers (a non-editable install copies only those)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"leaky"} | {".".join(["leaky", *p.parent.relative_to(ROOT / "leaky").parts])
+                         for p in (ROOT / "leaky").rglob("__init__.py")}
+    found |= {".".join(["leaky.kernels", *p.parent.relative_to(KERNELS).parts]).rstrip(".")
+              for p in KERNELS.rglob("__init__.py")}
+    assert found == listed, f"pyproject.toml packages: missing {found - listed}, extra {listed - found}"

@@ -6,7 +6,7 @@ dopamine). Each agent neuron n turns it into ``e[b, n] ≈ ∂Q/∂α_n``, the s
 to its activity at its decision step ``t = tau[n]``, by one of three rules::
 
     perturb   e[b, n] = (1/k) Σ_j (g[b]·ȧ[j, b]) T[j, b, n]        activity tangents T, carried to
-                                                                   the action by kernels/tangent.py
+                                                                   the action by kernels/tangent
     feedback  F[n] ← (1−β) F[n] + β (1/(k·B)) Σ_{j,b} ȧ[j, b] T[j, b, n]    F[n] → E[∂a/∂α_n]
               e[b, n] = g[b]·F[n]                                  (with the updated F)
     dfa       e[b, n] = g[b]·F[n]                                  F fixed (random feedback)

@@ -23,7 +23,7 @@ couples every neuron of a row through the mean, so there the caller passes ``las
 
 The tangents are standard normal inputs (the caller draws them), so ``E[(g·ȧ) T_n]`` is the
 sensitivity ``g·∂a/∂α_n`` of a scalar of the action to neuron n's activity at its decision step:
-the activity-perturbation (forward-gradient) estimate of ``kernels/credit.py``.
+the activity-perturbation (forward-gradient) estimate of ``kernels/credit``.
 
 Shapes: V0 (B, N), u (B, n_in), T (k, B, N); K (N, N) masked, bias, leak (N,); tau, last,
 col_lo, col_hi (N,) int32. Outputs: Vc (ℓ+1, B, N) voltages before every internal step and

@@ -1,4 +1,4 @@
-"""The credit update (kernels/credit.py): the cpu face against the float64 reference on awkward
+"""The credit update (kernels/credit): the cpu face against the float64 reference on awkward
 shapes over several consecutive updates, the reference against its formulas computed directly,
 the invariants (sensors, mask, outputs, apply) and the input checks. The cuda face runs the same
 cases in tests/cudasim/test_credit_cuda.py (simulator process).

@@ -1,5 +1,5 @@
-"""The tangent step (kernels/tangent.py): the cpu face against the float64 reference on awkward
-shapes, the reference against kernels/step.py and against central finite differences, the
+"""The tangent step (kernels/tangent): the cpu face against the float64 reference on awkward
+shapes, the reference against kernels/step and against central finite differences, the
 schedules bit for bit, and the input checks. The cuda face runs the same cases in
 tests/cudasim/test_tangent_cuda.py (simulator process).
 """
@@ -30,7 +30,7 @@ def random_tangent_case(rng, B, N, n_in, n_out, ell, k, topology="dense", activa
 
     ``topology`` as in NetworkConfig (``layered``: one hidden layer, ℓ = 2, whatever ``ell``
     says). ``tau``: the network's decision steps or ``"random"`` in [0, ℓ). ``last``:
-    ``"decision"`` (kernels/tangent.py's decision_last: tau, or ℓ−1 under inhibition),
+    ``"decision"`` (kernels/tangent's decision_last: tau, or ℓ−1 under inhibition),
     ``"full"`` (ℓ−1 everywhere) or ``"random"`` (between tau and ℓ−1; not under inhibition).
     """
     extra = {}
@@ -160,7 +160,7 @@ def test_cpu_schedules_agree_bit_for_bit(B, N, k, ell, topology, inhibition):
 @pytest.mark.parametrize("face", ["numpy", "cpu"])
 @pytest.mark.parametrize("inhibition, pulse", [(0, False), (1, False), (0, True), (1, True)])
 def test_full_last_is_the_step_kernel(face, inhibition, pulse):
-    """With last = ℓ−1 everywhere the primal is kernels/step.py's reference step with ξ = 0
+    """With last = ℓ−1 everywhere the primal is kernels/step's reference step with ξ = 0
     (the reference: to float64 rounding; the cpu face: to float32 accuracy)."""
     rng = np.random.default_rng(11)
     B, N, ell = 5, 23, 3
@@ -182,7 +182,7 @@ def test_full_last_is_the_step_kernel(face, inhibition, pulse):
 
 
 def _perturbed_outputs(V0, u, T, net, flags, eps, j):
-    """V_ℓ of kernels/step.py's reference with every agent's activity at its decision step
+    """V_ℓ of kernels/step's reference with every agent's activity at its decision step
     moved by eps·T[j] (ξ is added to α: the perturbation the tangent is the derivative of)."""
     n_in, act, inhibition, kappa, pulse, ell = flags
     k, B, N = T.shape
@@ -200,7 +200,7 @@ def _perturbed_outputs(V0, u, T, net, flags, eps, j):
     ("dense", 1, False, 3), ("dense", 1, True, 2)])
 def test_reference_tangent_is_the_derivative(topology, inhibition, pulse, ell):
     """Vdot is the directional derivative of the last voltages with respect to every agent's
-    activity at its decision step: central differences of the unpruned step (kernels/step.py)
+    activity at its decision step: central differences of the unpruned step (kernels/step)
     agree to O(ε²). With last = tau (pruning) the outputs' tangents, what learning reads, are
     still exact; under inhibition last = ℓ−1 and every neuron's tangent is."""
     rng = np.random.default_rng(5)
