@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from leaky.trace import open_trace
-from leaky.train import TrainConfig, train
+from leaky.training.loop import TrainConfig, train
 
 
 def record_demo(path: Path, steps: int = 800, n_envs: int = 4, seed: int = 0) -> None:

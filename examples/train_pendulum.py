@@ -14,8 +14,8 @@ seeds never tuned on.
 
 import argparse
 
-from leaky.ddpg import RESULTS_OPTIONS
-from leaky.train import TrainConfig, train  # holds BLAS to one thread: leaky/threads.py
+from leaky.learners.ddpg import RESULTS_OPTIONS
+from leaky.training.loop import TrainConfig, train  # holds BLAS to one thread: leaky/core/threads.py
 
 DDPG = dict(RESULTS_OPTIONS)   # docs/results.md's DDPG: critic 128-128, 4 updates per step
 LOCAL = {}   # the local learner's defaults: rule feedback

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from leaky.sweep import read_records, summarise
+from leaky.training.sweep import read_records, summarise
 
 FILES = ["experiments/results/tune_local_pendulum.jsonl", "experiments/results/tune_local_pendulum_2.jsonl",
          "experiments/results/tune_local_pendulum_3.jsonl", "experiments/results/tune_local_pendulum_4.jsonl",

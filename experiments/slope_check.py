@@ -18,8 +18,8 @@ import numpy as np
 
 from leaky import to_numpy
 from leaky.kernels.update_local import critic_layout
-from leaky.local import LocalConfig, LocalLearner
-from leaky.train import TrainConfig, build_network, make_envs
+from leaky.learners.local import LocalConfig, LocalLearner
+from leaky.training.loop import TrainConfig, build_network, make_envs
 
 
 def rollout_return(env, net, state, first_action, horizon, gamma):

@@ -1,7 +1,7 @@
 """The small kernels that join the step and the update into a fixed per-environment-step program.
 
 An environment step of the local learner on the GPU is, with every array preallocated
-(:mod:`leaky.graph` builds and captures it)::
+(:mod:`leaky.learners.graph` builds and captures it)::
 
     act:    _prepare_kernel      noise ξ (counter-based, kernels/noise.py) and encoded sensors u
             _step_kernel         ℓ internal steps (kernels/step)

@@ -1335,6 +1335,6 @@ def update_local_cuda(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo,
 
 
 FACES = {"numpy": update_local_reference, "cpu": update_local_cpu, "cuda": update_local_cuda}
-"""The face each backend runs (:mod:`leaky.backend` names)."""
+"""The face each backend runs (:mod:`leaky.core.backend` names)."""
 
 CUDA_KERNELS = cuda_kernels(UPDATE_SPEC)

@@ -180,7 +180,7 @@ def _backward_np(row, h1, h2, N, H):
 def critic_values(tr, tau, mask, theta, theta_bar, n_inputs, activation, view, xp):
     """Every neuron's critic value ``Q_n(x, α)`` and TD error ``δ = r + cont·Q̄_n(x', μ_n(x'))
     − Q_n(x, α)`` on its transition of each batch row, with the critics before the update
-    (the record of ``leaky.local``; the slice of neuron n is ``update_local.record_slices``).
+    (the record of ``leaky.learners.local``; the slice of neuron n is ``update_local.record_slices``).
 
     Parameters
     ----------
@@ -1329,7 +1329,7 @@ def update_mlp_cuda(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, 
 
 
 FACES = {"numpy": update_mlp_reference, "cpu": update_mlp_cpu, "cuda": update_mlp_cuda}
-"""The update face each backend runs (:mod:`leaky.backend` names)."""
+"""The update face each backend runs (:mod:`leaky.core.backend` names)."""
 
 # Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
 _F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"

@@ -13,24 +13,24 @@ kernels alone: no h5py, gymnasium or learner (docs/layout.md).
 
 import importlib
 
-from leaky import threads as _threads
+from leaky.core import threads as _threads
 
-_threads.configure()  # BLAS and Numba on one thread unless the user says otherwise (leaky/threads.py)
+_threads.configure()  # BLAS and Numba on one thread unless the user says otherwise (leaky/core/threads.py)
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "leaky.backend": ("Backend", "get_backend", "gpu_available", "to_numpy"),
-    "leaky.config": ("NetworkConfig",),
-    "leaky.errors": ("ConfigError", "DivergenceError", "InputError", "LeakyError", "TraceError"),
-    "leaky.network": ("Network", "StepCache"),
-    "leaky.local": ("LocalConfig", "LocalLearner"),
-    "leaky.perturbation": ("PerturbationConfig", "PerturbationLearner"),
-    "leaky.ddpg": ("DDPGConfig", "DDPGLearner"),
-    "leaky.shared_critic": ("SharedCriticLearner",),
+    "leaky.core.backend": ("Backend", "get_backend", "gpu_available", "to_numpy"),
+    "leaky.model.config": ("NetworkConfig",),
+    "leaky.core.errors": ("ConfigError", "DivergenceError", "InputError", "LeakyError", "TraceError"),
+    "leaky.model.network": ("Network", "StepCache"),
+    "leaky.learners.local": ("LocalConfig", "LocalLearner"),
+    "leaky.learners.perturbation": ("PerturbationConfig", "PerturbationLearner"),
+    "leaky.learners.ddpg": ("DDPGConfig", "DDPGLearner"),
+    "leaky.learners.shared_critic": ("SharedCriticLearner",),
     "leaky.trace": ("Trace", "TraceReader", "export_minari", "open_trace"),
-    "leaky.threads": ("blas_threads", "set_blas_threads", "set_numba_threads"),
-    "leaky.train": ("TrainConfig", "TrainResult"),
+    "leaky.core.threads": ("blas_threads", "set_blas_threads", "set_numba_threads"),
+    "leaky.training.loop": ("TrainConfig", "TrainResult", "train"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -17,7 +17,7 @@ def step_outputs(schedules) -> dict:
     """The fused step of a 300-neuron dense network with divisive inhibition, 13 rows: dot
     tiles, left-over rows and the inhibition sum, under each schedule named."""
     from leaky.kernels import step as step_kernels
-    from leaky.network import Network
+    from leaky.model.network import Network
     from tests.kernels.step_cases import random_step_case
 
     B, N = 13, 300
@@ -40,8 +40,8 @@ def run_outputs(rule: str) -> dict:
     """A short local-learner run on Pendulum-v1: the fused step and the learner's kernels
     (``critic``: the fused local update; ``feedback``: the tangent step and the credit update),
     acting and learning."""
-    from leaky.backend import to_numpy
-    from leaky.train import TrainConfig, build_network, make_envs, make_learner
+    from leaky.core.backend import to_numpy
+    from leaky.training.loop import TrainConfig, build_network, make_envs, make_learner
 
     options = {"rule": rule} if rule == "critic" else {"rule": rule, "learning_starts": 16, "batch_size": 16}
     cfg = TrainConfig(learner="local", steps=64, n_envs=4, hidden=(16,), progress=False, learner_options=options)

@@ -4,9 +4,9 @@ import numba
 import numpy as np
 import pytest
 
-from leaky.backend import cuda_simulator, gpu_available
+from leaky.core.backend import cuda_simulator, gpu_available
 
-# Importing leaky runs its kernels on one Numba thread (leaky/threads.py); the tests run them on
+# Importing leaky runs its kernels on one Numba thread (leaky/core/threads.py); the tests run them on
 # all of Numba's threads, so that the parallel schedules are exercised with more than one.
 numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 

@@ -4,9 +4,9 @@ reproduces the network's trajectory, internal step by internal step, across env 
 import numpy as np
 import pytest
 
-from leaky.agents import NeuronView, agents, sub_environment_step
-from leaky.config import NetworkConfig
-from leaky.network import Network
+from leaky.model.agents import NeuronView, agents, sub_environment_step
+from leaky.model.config import NetworkConfig
+from leaky.model.network import Network
 
 
 @pytest.mark.parametrize("input_mode, inhibition, delay", [("clamp", "none", 3), ("pulse", "divisive", 2),

@@ -146,7 +146,7 @@ def test_composed_mlp_update_is_the_reference(clock, optimizer, actor):
 def test_cpu_step_schedules_agree_exactly(B, N, topology):
     """The bench times forced schedules: each one is the same computation, bit for bit (dot
     tiles only at B = 1, 6, 13; outer-product tiles and left-over rows at B = 33, 43)."""
-    from leaky.network import Network
+    from leaky.model.network import Network
     from tests.kernels.step_cases import assert_faces_agree, random_step_case
 
     rng = np.random.default_rng(B)

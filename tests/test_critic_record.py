@@ -1,4 +1,4 @@
-"""Per-neuron critic data in traces: every learner's record (leaky.records), aligned with the
+"""Per-neuron critic data in traces: every learner's record (leaky.learners.records), aligned with the
 transition it belongs to, and drawn by ``leaky plot`` (docs/trace-format.md)."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from leaky.cli import main
 from leaky.trace import Trace, open_trace
-from leaky.train import TrainConfig, train
+from leaky.training.loop import TrainConfig, train
 
 SMALL = dict(env="Pendulum-v1", steps=240, n_envs=2, hidden=(6,), eval_every=240, eval_episodes=1,
              progress=False)
@@ -63,7 +63,7 @@ def test_ddpg_records_q_and_the_td_error_of_the_transition_it_stores():
     import gymnasium as gym
 
     import leaky
-    from leaky.ddpg import DDPGConfig, DDPGLearner
+    from leaky.learners.ddpg import DDPGConfig, DDPGLearner
 
     env_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
     act_space = gym.spaces.Box(-2.0, 2.0, (1,), np.float32)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from leaky import Network, NetworkConfig, to_numpy
-from leaky.ddpg import (ActorParams, Critic, DDPGConfig, DDPGLearner, actor_backward,
+from leaky.learners.ddpg import (ActorParams, Critic, DDPGConfig, DDPGLearner, actor_backward,
                         actor_forward)
-from leaky.errors import ConfigError, DivergenceError, InputError
-from leaky.optim import Adam
-from leaky.replay import ReplayBuffer
+from leaky.core.errors import ConfigError, DivergenceError, InputError
+from leaky.learners.optim import Adam
+from leaky.learners.replay import ReplayBuffer
 
 BOX2 = gym.spaces.Box(np.array([-2.0, 0.0]), np.array([2.0, 3.0]), dtype=np.float64)
 

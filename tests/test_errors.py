@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from leaky.cli import main
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 from tests.test_trace import REPO
 
 TRAIN = ["train", "--steps", "8", "--envs", "2", "--hidden", "4", "--no-progress"]
@@ -96,17 +96,17 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path):
 # -- configs: every option checked when its config is made ---------------------------------------
 
 def _configs():
-    from leaky.ddpg import DDPGConfig
-    from leaky.local import LocalConfig
-    from leaky.perturbation import PerturbationConfig
-    from leaky.train import TrainConfig
-    from leaky.value import ValueConfig
+    from leaky.learners.ddpg import DDPGConfig
+    from leaky.learners.local import LocalConfig
+    from leaky.learners.perturbation import PerturbationConfig
+    from leaky.training.loop import TrainConfig
+    from leaky.learners.value import ValueConfig
 
     return [LocalConfig, DDPGConfig, PerturbationConfig, ValueConfig, TrainConfig]
 
 
 def test_local_config_checks_its_options_when_made():
-    from leaky.local import LocalConfig
+    from leaky.learners.local import LocalConfig
 
     with pytest.raises(ConfigError, match=r"LocalConfig\.lr_actor: got -1\.0, expected a finite number >= 0"):
         LocalConfig(lr_actor=-1.0, tau_soft=7.0)
@@ -123,7 +123,7 @@ def test_every_field_of_every_config_refuses_garbage(cls):
 
 
 def test_a_field_without_a_rule_is_a_programming_error():
-    from leaky.validate import Real, MissingRule, check_fields
+    from leaky.core.validate import Real, MissingRule, check_fields
 
     @dataclasses.dataclass(frozen=True)
     class Options:
@@ -138,8 +138,8 @@ def test_a_field_without_a_rule_is_a_programming_error():
 
 
 def test_rules_normalise_json_values():
-    from leaky.ddpg import DDPGConfig
-    from leaky.local import LocalConfig
+    from leaky.learners.ddpg import DDPGConfig
+    from leaky.learners.local import LocalConfig
 
     assert LocalConfig(replay_size=1e5).replay_size == 100_000
     assert isinstance(LocalConfig(replay_size=1e5).replay_size, int)
@@ -151,8 +151,8 @@ def test_rules_normalise_json_values():
 def test_a_config_subclass_with_more_fields_extends_the_rules():
     """What a new learner whose config subclasses DDPGConfig does: its new field must have a
     rule, and then is checked like the others."""
-    from leaky.ddpg import DDPG_RULES, DDPGConfig
-    from leaky.validate import MissingRule, Real
+    from leaky.learners.ddpg import DDPG_RULES, DDPGConfig
+    from leaky.core.validate import MissingRule, Real
 
     @dataclasses.dataclass(frozen=True)
     class SharedCriticConfig(DDPGConfig):

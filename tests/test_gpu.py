@@ -104,8 +104,8 @@ def _graphed_run(capture, steps=6, B=4):
     import cupy as cp
 
     from leaky import Network
-    from leaky.graph import GraphedLocalLearner
-    from leaky.local import LocalConfig
+    from leaky.learners.graph import GraphedLocalLearner
+    from leaky.learners.local import LocalConfig
 
     net = Network.layered([3, 33, 40, 1], backend="cuda", delay=3, seed=2)
     g = GraphedLocalLearner(net, LocalConfig(rule="critic", graph=True, lr_actor=1e-2, seed=1))
@@ -138,7 +138,7 @@ def test_captured_graphs_replay_what_the_eager_programs_compute():
 
 
 def test_graphed_training_run_on_the_gpu():
-    from leaky.train import TrainConfig, train
+    from leaky.training.loop import TrainConfig, train
 
     r = train(TrainConfig(env="Pendulum-v1", learner="local", backend="cuda", steps=400, n_envs=4,
                           eval_every=400, eval_episodes=1, hidden=(16,), progress=False,

@@ -19,7 +19,7 @@ KERNELS = ROOT / "kernels"
 # the standard library: the `leaky` package's own __init__ (BLAS threads and the errors), nothing
 # of the library's API.
 HEAVY = ("h5py", "gymnasium", "matplotlib", "tqdm", "cupy", "minari")
-LEAKY_ALLOWED = {"leaky", "leaky.threads", "leaky.errors"}
+LEAKY_ALLOWED = {"leaky", "leaky.core", "leaky.core.threads", "leaky.core.errors"}
 
 
 def _loaded_after(statement: str) -> list[str]:
@@ -91,9 +91,9 @@ def test_kernel_sources_import_only_numpy_numba_and_each_other():
 def test_a_forbidden_import_is_reported(tmp_path):
     """The source check can fail: a kernel file importing the API is reported."""
     bad = tmp_path / "bad.py"
-    bad.write_text("import numpy as np\nfrom leaky.errors import ConfigError\n")
+    bad.write_text("import numpy as np\nfrom leaky.core.errors import ConfigError\n")
     names = _imports(bad)
-    assert "leaky.errors" in names and not names[-1].startswith("leaky.kernels")
+    assert "leaky.core.errors" in names and not names[-1].startswith("leaky.kernels")
 
 
 def test_design_links_in_the_code_resolve():
@@ -129,3 +129,36 @@ def test_every_package_is_installed():
     found |= {".".join(["leaky.kernels", *p.parent.relative_to(KERNELS).parts]).rstrip(".")
               for p in KERNELS.rglob("__init__.py")}
     assert found == listed, f"pyproject.toml packages: missing {found - listed}, extra {listed - found}"
+
+
+# leaky/'s layers, lowest first: a module may import its own layer and the layers below it
+LAYERS = ["core", "model", "learners", "trace", "training", "bench", "cli"]
+BELOW = {"core": set(), "model": {"core"}, "learners": {"model", "core"}, "trace": {"model", "core"},
+         "training": {"learners", "model", "core", "trace"},
+         "bench": {"training", "learners", "model", "core", "trace"},
+         "cli": {"bench", "training", "learners", "model", "core", "trace"}}
+
+
+def _layer_violations(root: pathlib.Path) -> list[str]:
+    bad = []
+    for layer in LAYERS:
+        for path in sorted((root / "leaky" / layer).rglob("*.py")):
+            for name in _imports(path):
+                parts = name.split(".")
+                if parts[0] != "leaky" or len(parts) < 2 or parts[1] == "kernels":
+                    continue
+                if parts[1] != layer and parts[1] not in BELOW[layer]:
+                    bad.append(f"{path.relative_to(root)} imports {name}")
+    return bad
+
+
+def test_the_layers_of_leaky_import_only_downwards():
+    """docs/layout.md's table: core < model < learners, trace < training < bench < cli."""
+    bad = _layer_violations(ROOT)
+    assert not bad, "; ".join(bad)
+
+
+def test_an_upward_import_is_reported(tmp_path):
+    (tmp_path / "leaky" / "model").mkdir(parents=True)
+    (tmp_path / "leaky" / "model" / "network.py").write_text("from leaky.learners.local import LocalLearner\n")
+    assert _layer_violations(tmp_path) == ["leaky/model/network.py imports leaky.learners.local"]

@@ -4,11 +4,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import leaky.envs
+import leaky.training.envs
 import leaky.kernels.update_local
 from leaky import ConfigError, Network, to_numpy
-from leaky.local import LocalConfig, LocalLearner
-from leaky.train import TrainConfig, train
+from leaky.learners.local import LocalConfig, LocalLearner
+from leaky.training.loop import TrainConfig, train
 
 BANDIT = dict(env="leaky/ContextualBandit-v0", learner="local", n_envs=16, eval_episodes=64,
               hidden=(16,), progress=False)
@@ -58,7 +58,7 @@ def test_output_slope_converges_to_the_reward_gradient():
     """With the policy held fixed, the output neuron's slope u + p·x converges to ∂r/∂α."""
     _, _, learner = _bandit_run(freeze_output=False, steps=400, lr_actor=0.0)
     net = learner.net
-    env = leaky.envs.ContextualBandit()
+    env = leaky.training.envs.ContextualBandit()
     rng = np.random.default_rng(0)
     s = rng.uniform(-1, 1, (256, 2)).astype(np.float32)
     _, a, cache = net.step(net.reset(256), s)
@@ -153,7 +153,7 @@ def test_bad_local_options():
                                    "learning_starts": 8, "batch_size": 8}])
 def test_learner_state_round_trips_through_a_checkpoint(tmp_path, opts):
     """Saved and restored, a learner continues exactly as the original does on the same data."""
-    from leaky.train import load_checkpoint, save_checkpoint
+    from leaky.training.loop import load_checkpoint, save_checkpoint
 
     def run(learner, net, steps, seed):
         rng = np.random.default_rng(seed)
@@ -195,7 +195,7 @@ def test_graph_option_validates_what_it_captures():
 
 
 def test_graphed_learner_needs_the_cuda_backend():
-    from leaky.graph import GraphedLocalLearner
+    from leaky.learners.graph import GraphedLocalLearner
 
     with pytest.raises(ConfigError, match="needs backend='cuda'"):
         GraphedLocalLearner(Network.layered([2, 3, 1], backend="cpu"), LocalConfig(rule="critic", graph=True))
@@ -241,6 +241,6 @@ _ZN6cudapy5leaky7kernels4step12_step_kernel"];
 def test_kernel_nodes_are_counted_in_either_dot_format(dot):
     """CUDA's DOT dump names a node's type only with the verbose flag; without it kernel nodes
     are octagons. Both count the two kernels and not the copy between them."""
-    from leaky.graph import count_kernel_nodes
+    from leaky.learners.graph import count_kernel_nodes
 
     assert count_kernel_nodes(dot) == 2

@@ -9,7 +9,7 @@ import pytest
 from tqdm import tqdm
 
 from leaky.cli import main
-from leaky.train import NoLearningWarning, Progress, TrainConfig, train
+from leaky.training.loop import NoLearningWarning, Progress, TrainConfig, train
 
 DDPG = ["train", "--learner", "ddpg", "--envs", "4", "--hidden", "4", "--eval-episodes", "1",
         "--no-progress", "--set", "hidden=[8]"]

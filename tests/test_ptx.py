@@ -10,7 +10,7 @@ import pkgutil
 import pytest
 
 import leaky.kernels
-from leaky.backend import cuda_simulator
+from leaky.core.backend import cuda_simulator
 
 pytestmark = [pytest.mark.ptx,
               pytest.mark.skipif(cuda_simulator(), reason="PTX compilation is not available in the simulator")]

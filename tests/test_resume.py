@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from leaky.cli import main
-from leaky.errors import ConfigError
-from leaky.train import (TrainConfig, build_network, load_checkpoint, make_learner, restore,
+from leaky.core.errors import ConfigError
+from leaky.training.loop import (TrainConfig, build_network, load_checkpoint, make_learner, restore,
                          save_checkpoint, train)
 from tests.test_trace import REPO
 
@@ -119,7 +119,7 @@ def test_a_restored_learner_draws_and_learns_what_the_original_would(name, tmp_p
 def test_checkpoint_is_atomic_and_resume_continues(tmp_path, monkeypatch):
     """The loop restores the learner's whole state on --resume (the state it runs with equals
     the checkpoint's, array by array) and continues the counters, evaluations and returns."""
-    import leaky.train as lt
+    import leaky.training.loop as lt
 
     ck = str(tmp_path / "run.npz")
     opts = {"learning_starts": 200, "batch_size": 32, "critic_hidden": [8]}   # updates before the checkpoint

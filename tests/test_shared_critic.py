@@ -7,11 +7,11 @@ import pytest
 
 from leaky import ConfigError, Network, NetworkConfig
 from leaky.cli import main
-from leaky.ddpg import actor_forward
-from leaky.local import LocalConfig, LocalLearner, make_local_learner
-from leaky.replay import ReplayBatch
-from leaky.shared_critic import SharedCriticLearner, layer_groups
-from leaky.train import TrainConfig, train
+from leaky.learners.ddpg import actor_forward
+from leaky.learners.local import LocalConfig, LocalLearner, make_local_learner
+from leaky.learners.replay import ReplayBatch
+from leaky.learners.shared_critic import SharedCriticLearner, layer_groups
+from leaky.training.loop import TrainConfig, train
 
 from tests.test_ddpg import ACTOR_CASES
 
@@ -109,7 +109,7 @@ def _mean_jacobian(learner, batch):
     net = learner.net
     params = learner.actor_params()
     B = batch.V.shape[0]
-    from leaky.ddpg import actor_backward
+    from leaky.learners.ddpg import actor_backward
 
     tape = actor_forward(params, batch.V, net.encode(batch.obs), ell=net.delay, xp=np, **learner._flags)
     J = np.zeros((net.n_neurons, learner.n_act))

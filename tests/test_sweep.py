@@ -5,7 +5,7 @@ import json
 import pytest
 
 from leaky.cli import main
-from leaky.sweep import read_records, summarise
+from leaky.training.sweep import read_records, summarise
 
 
 def test_sweep_runs_resumes_and_reports(tmp_path, capsys):
@@ -51,12 +51,12 @@ def test_a_sweep_whose_tasks_all_fail_exits_1_and_says_why(tmp_path, capsys):
 
 
 def test_a_bug_inside_train_is_raised_not_recorded(tmp_path, monkeypatch):
-    import leaky.train
+    import leaky.training.loop
 
     def broken(cfg):
         return 1 / 0
 
-    monkeypatch.setattr(leaky.train, "train", broken)
+    monkeypatch.setattr(leaky.training.loop, "train", broken)
     out = tmp_path / "out.jsonl"
     with pytest.raises(ZeroDivisionError):
         main(["sweep", _spec(tmp_path, {"np": {"learner": "perturbation"}}), "--out", str(out)])

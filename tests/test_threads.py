@@ -1,4 +1,4 @@
-"""BLAS threads: one, set when leaky is imported; the user's choice wins (leaky/threads.py)."""
+"""BLAS threads: one, set when leaky is imported; the user's choice wins (leaky/core/threads.py)."""
 
 import json
 import os
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from leaky import threads
-from leaky.sweep import read_records
+from leaky.core import threads
+from leaky.training.sweep import read_records
 
 BLAS_VARIABLES = (threads.ENV, *threads.USER_BLAS_VARIABLES, threads.NUMBA_ENV, *threads.USER_NUMBA_VARIABLES)
 

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import leaky
-from leaky.errors import ConfigError, InputError, TraceError
+from leaky.core.errors import ConfigError, InputError, TraceError
 from leaky.trace import (COUNT_FIELDS, FORMAT_NAME, FORMAT_VERSION, Trace, default_neurons,
                          export_minari, open_trace)
 
@@ -619,7 +619,7 @@ def test_corruption_anywhere_gives_trace_error_or_correct_data(tmp_path, crashed
 def test_a_full_disk_fails_loudly_and_keeps_what_was_flushed(tmp_path):
     code = writer_script("""
         import resource, signal
-        from leaky.errors import TraceError
+        from leaky.core.errors import TraceError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # writes past the limit fail with EFBIG
         tr = Trace(sys.argv[1], n_envs=B, obs_dim=OBS, act_dim=ACT, n_neurons=N, delay=L,
                    log_envs="all", voltages="all", flush_every=40, compression="none")
@@ -681,7 +681,7 @@ def test_a_read_only_location_fails_loudly_and_touches_nothing(tmp_path):
     existing.chmod(0o444)
     try:
         code = writer_script(prelude=_drop_dac_override(), body="""
-            from leaky.errors import TraceError
+            from leaky.core.errors import TraceError
             for name, overwrite in (("new.h5", False), ("old.h5", True)):
                 try:
                     Trace(os.path.join(sys.argv[1], name), n_envs=B, obs_dim=OBS, act_dim=ACT,

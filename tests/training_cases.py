@@ -10,7 +10,7 @@ def short_run(backend: str, options: dict, tmp_path, steps: int = 400):
     """``(result, moved)``: a 400-step local-learner run on Pendulum-v1 (4 envs, one hidden layer
     of 16) and, per parameter of the network, ``‖after − before‖ / ‖before‖`` over the mask
     (K) or every neuron (b): how far learning moved the weights from their initial values."""
-    from leaky.train import TrainConfig, build_network, load_checkpoint, make_envs, train
+    from leaky.training.loop import TrainConfig, build_network, load_checkpoint, make_envs, train
 
     cfg = TrainConfig(env="Pendulum-v1", learner="local", backend=backend, steps=steps, n_envs=4,
                       eval_every=steps, eval_episodes=1, hidden=(16,), progress=False,
@@ -19,7 +19,7 @@ def short_run(backend: str, options: dict, tmp_path, steps: int = 400):
     envs = make_envs(cfg.env, 1)
     start = build_network(cfg, envs.single_observation_space, envs.single_action_space)
     envs.close()
-    from leaky.backend import to_numpy
+    from leaky.core.backend import to_numpy
 
     mask = to_numpy(start.mask) != 0
     K0, b0 = to_numpy(start.K).astype(np.float64), to_numpy(start.b).astype(np.float64)

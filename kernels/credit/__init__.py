@@ -53,7 +53,7 @@ from leaky.kernels.credit.reference import credit_update_composed, credit_update
 from leaky.kernels.data import Topology
 
 FACES = {"numpy": credit_update_reference, "cpu": credit_update_cpu, "cuda": credit_update_cuda}
-"""The face each backend runs (:mod:`leaky.backend` names)."""
+"""The face each backend runs (:mod:`leaky.core.backend` names)."""
 
 __all__ = ["CUDA_KERNELS", "FACES", "RULES", "CreditBatch", "CreditGrads", "CreditParams",
            "CreditScalars", "Topology", "check_inputs", "credit_tiles", "credit_update_composed",

@@ -32,7 +32,7 @@ from leaky.kernels.step.cuda import CUDA_KERNELS, TILE_B, TILE_N, step_cuda, ste
 from leaky.kernels.step.reference import step_composed, step_reference
 
 FACES = {"numpy": step_reference, "cpu": step_cpu, "cuda": step_cuda}
-"""The face each backend runs (:mod:`leaky.backend` names)."""
+"""The face each backend runs (:mod:`leaky.core.backend` names)."""
 
 __all__ = ["CUDA_KERNELS", "FACES", "PARALLEL_MIN_WORK", "SCHEDULES", "StepFlags", "StepNet",
            "StepOut", "TILE_B", "TILE_N", "cpu_schedule", "presynaptic_count", "step_composed",

@@ -47,7 +47,7 @@ from leaky.kernels.tangent.cuda import CUDA_KERNELS, rows_per_block, tangent_ste
 from leaky.kernels.tangent.reference import tangent_step_reference
 
 FACES = {"numpy": tangent_step_reference, "cpu": tangent_step_cpu, "cuda": tangent_step_cuda}
-"""The face each backend runs (:mod:`leaky.backend` names)."""
+"""The face each backend runs (:mod:`leaky.core.backend` names)."""
 
 __all__ = ["CUDA_KERNELS", "FACES", "TangentFlags", "TangentNet", "TangentOut", "check_inputs",
            "check_last", "decision_last", "first_injection", "last_is_valid", "rows_per_block",

@@ -41,10 +41,10 @@ def test_shared_critic_learner_on_the_cuda_faces():
     k = 0; actor step: tangent step with k = 1 and the credit update) on the cuda backend in the
     simulator equals the same learner on the cpu backend: both draw the same float32 numbers
     (NumPy's generators) and start from the same network, critic and replay."""
-    from leaky.config import NetworkConfig
-    from leaky.local import LocalConfig
-    from leaky.network import Network
-    from leaky.shared_critic import SharedCriticLearner
+    from leaky.model.config import NetworkConfig
+    from leaky.learners.local import LocalConfig
+    from leaky.model.network import Network
+    from leaky.learners.shared_critic import SharedCriticLearner
 
     B, N = 3, 7
     cfg = NetworkConfig(n_neurons=N, n_inputs=2, n_outputs=1, delay=2, leak=0.5, seed=0)

@@ -1,4 +1,4 @@
-"""The fixed per-step programs of leaky.graph in Numba's CUDA simulator.
+"""The fixed per-step programs of leaky.learners.graph in Numba's CUDA simulator.
 
 The simulator has no CUDA graphs, so the programs run eagerly: what is checked here is that the
 launch sequence a graph would capture computes what the eager learner computes, step for step,
@@ -10,11 +10,11 @@ assembled differs (a kernel against NumPy copies), so parameters agree to float3
 import numpy as np
 import pytest
 
-from leaky.graph import GraphedLocalLearner
+from leaky.learners.graph import GraphedLocalLearner
 from leaky.kernels import noise
 from leaky.kernels import loop as lk
-from leaky.local import LocalConfig, LocalLearner
-from leaky.network import Network
+from leaky.learners.local import LocalConfig, LocalLearner
+from leaky.model.network import Network
 
 pytestmark = pytest.mark.cudasim
 

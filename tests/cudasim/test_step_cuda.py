@@ -37,7 +37,7 @@ def test_cuda_face_matches_reference(case):
 
 def test_layered_network_in_simulator_is_the_mlp():
     """The cuda face computes the tanh MLP a layered mask encodes."""
-    from leaky.network import Network
+    from leaky.model.network import Network
 
     net = Network.layered([3, 6, 5, 2], backend="cuda", seed=3)
     obs = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)

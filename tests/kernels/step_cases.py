@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from leaky.config import NetworkConfig
-from leaky.network import Network
+from leaky.model.config import NetworkConfig
+from leaky.model.network import Network
 
 
 def random_step_case(rng, B, N, n_inputs, n_outputs, delay, topology="dense", leak=None,
@@ -37,7 +37,7 @@ def run_face(backend, cfg, V0, obs, xi, bias=None):
         net.set_parameters(b=bias)
     dtype = net.backend.dtype
     _, action, cache = net.step(V0.astype(dtype), obs.astype(dtype), xi.astype(dtype))
-    from leaky.backend import to_numpy
+    from leaky.core.backend import to_numpy
 
     return {k: to_numpy(getattr(cache, k)).astype(np.float64) for k in ("V", "z", "y", "alpha")}, \
         to_numpy(action).astype(np.float64)

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from leaky.config import NetworkConfig
-from leaky.errors import ConfigError
+from leaky.model.config import NetworkConfig
+from leaky.core.errors import ConfigError
 from leaky.kernels import credit as ck
 from leaky.kernels.data import Topology
 from leaky.kernels.scalar import adam_scalars
-from leaky.network import Network
+from leaky.model.network import Network
 
 FACES = {"numpy": ck.credit_update_reference, "cpu": ck.credit_update_cpu}
 PARAMS = ck.CreditParams._fields

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 from leaky.kernels import step as step_kernels
 from tests.kernels.step_cases import assert_faces_agree, random_step_case, run_face
 
@@ -61,7 +61,7 @@ def test_cpu_face_serial_and_parallel_paths(rng, B, N):
 def test_every_output_written(rng):
     """Poisoned outputs are fully overwritten (no element left unwritten)."""
     cfg, V0, obs, xi = random_step_case(rng, 7, 41, 2, 2, 3)
-    from leaky.network import Network
+    from leaky.model.network import Network
 
     net = Network(cfg, backend="cpu")
     f32 = np.float32

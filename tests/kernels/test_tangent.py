@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from leaky.config import NetworkConfig
-from leaky.errors import ConfigError
+from leaky.model.config import NetworkConfig
+from leaky.core.errors import ConfigError
 from leaky.kernels import step as step_kernels
 from leaky.kernels import tangent as tk
-from leaky.network import Network
+from leaky.model.network import Network
 
 FACES = {"numpy": tk.tangent_step_reference, "cpu": tk.tangent_step_cpu}
 OUTPUTS = ("Vc", "z", "y", "scale", "Vdot")

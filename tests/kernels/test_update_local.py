@@ -15,9 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 from leaky.kernels import update_local as ul
-from leaky.critics import UpdateConfig, build_transitions, dopamine_td, neuron_slices
+from leaky.learners.critics import UpdateConfig, build_transitions, dopamine_td, neuron_slices
 from leaky.kernels.update_local import critic_layout
 
 MUTABLE = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
@@ -388,7 +388,7 @@ def test_config_is_validated():
 # ---------------------------------------------------------------------------------------------
 
 def _two_caches(backend, B=3, seed=0):
-    from leaky.network import Network
+    from leaky.model.network import Network
 
     net = Network.layered([2, 5, 4, 1], backend=backend, seed=seed)
     rng = np.random.default_rng(seed)
@@ -434,7 +434,7 @@ def test_build_transitions(clock):
 
 def test_network_transitions_through_cpu_face_match_reference():
     """End to end as the learner will call it: a cpu network's caches → transitions → update."""
-    from leaky.network import StepCache
+    from leaky.model.network import StepCache
 
     net, c0, c1 = _two_caches("numpy", B=4, seed=2)
     c0, c1 = (StepCache(*(np.asarray(a, np.float32) for a in (c.V, c.z, c.y, c.alpha)))
@@ -563,7 +563,7 @@ def test_cpu_workspace_reused_between_calls_gives_the_same_updates():
     ("linear", "own", "presynaptic", "causal"), ("linear", "dopamine", "all", "internal"),
     ("advantage", "own", "presynaptic", "internal")])
 def test_critic_values_are_each_neurons_value_and_residual(family, baseline, view, clock, rng):
-    """What a trace records per neuron (leaky.records): the critic value and the residual of
+    """What a trace records per neuron (leaky.learners.records): the critic value and the residual of
     the update's own formulas, transition by transition; slice τ_n (causal) or the last one."""
     B, N, ell, n_inputs = 5, 11, 3, 2
     args, params, cfg, flags = random_update_case(rng, B, N, ell, n_inputs, clock=clock, view=view,

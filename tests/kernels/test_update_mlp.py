@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 from leaky.kernels import update_mlp as um
-from leaky.critics import MLPUpdateConfig, init_mlp_critics
+from leaky.learners.critics import MLPUpdateConfig, init_mlp_critics
 from leaky.kernels.update_mlp import mlp_layout, unpack_mlp
 
 MUTABLE = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
@@ -451,7 +451,7 @@ def test_td_evaluates_a_fixed_policy_on_a_markov_chain():
 @pytest.mark.parametrize("view, clock", [("all", "causal"), ("presynaptic", "causal"),
                                          ("presynaptic", "internal")])
 def test_critic_values_are_each_neurons_q_and_td_error(view, clock):
-    """What a trace records per neuron (leaky.records): Q_n(x, α) and
+    """What a trace records per neuron (leaky.learners.records): Q_n(x, α) and
     δ = r + cont·Q̄_n(x', μ_n(x')) − Q_n(x, α), one critic at a time through the reference."""
     from leaky.kernels.update_local import Transitions, record_slices
 

@@ -14,14 +14,14 @@ Sub-suites (``leaky bench SUITE …``; default ``ceiling step``):
   dense network with the DDPG critic sized for an equal trainable-parameter count, and against
   stable-baselines3's DDPG gradient step at the same parameter count and batch when SB3 is
   installed, in samples/s.
-* ``train``: env steps/s of the whole training loop (``leaky.train`` on Pendulum-v1) with its
+* ``train``: env steps/s of the whole training loop (``leaky.training.loop`` on Pendulum-v1) with its
   wall time split into env, act, learn, logging and the rest; the local learner with and
   without a trace, DDPG, and on a GPU the eager and the CUDA-graph local learner.
 * ``solve``: wall time to the first greedy return ≥ −200 on Pendulum-v1 (main job's network and
   settings), DDPG against the default local learner, seeds 0–2.
 * ``ceiling``: the machine's SGEMM GFLOP/s (n = 2048) and memory-copy GB/s (NumPy; CuPy too
   on a GPU).
-* ``trace``: what writing a trace costs (``leaky.bench_trace``), when that module is present.
+* ``trace``: what writing a trace costs (``leaky.bench.trace``), when that module is present.
 
 **Counts.** A multiply-add is 2 FLOPs; bytes are float32 values that must cross memory once.
 Step: ``2·ℓ·B·nnz(K)`` FLOPs; bytes K once, V0/u/ξ read, the cache ``(3ℓ+1)·B·N`` written.
@@ -57,7 +57,7 @@ from typing import Callable
 
 import numpy as np
 
-from leaky.backend import gpu_available
+from leaky.core.backend import gpu_available
 from leaky.kernels.scalar import sigma, sigma_grad
 
 DEFAULT_GRID = [(B, N, ell) for N in (64, 256, 1024) for B in (1, 16, 256, 1024) for ell in (1, 3)]
@@ -174,7 +174,7 @@ def _check(got, want, N, what, names=("V", "z", "y", "alpha"), tol=None):
 # ---------------------------------------------------------------------------------------------
 
 def _step_inputs(B, N, ell, seed=0, sizes=None):
-    from leaky.config import NetworkConfig
+    from leaky.model.config import NetworkConfig
 
     rng = np.random.default_rng(seed)
     if sizes is not None:
@@ -211,7 +211,7 @@ def bench_step(grid=None, repeats: int = 7, reference_max_work: int = 1 << 22,
 
 def _bench_step_case(B, N, ell, sizes, repeats, reference_max_work) -> list[Row]:
     from leaky.kernels import step as sk
-    from leaky.network import Network
+    from leaky.model.network import Network
 
     cfg, V0, obs, xi = _step_inputs(B, N, ell, sizes=sizes)
     N, ell = cfg.n_neurons, cfg.delay
@@ -474,11 +474,11 @@ def mlp_update_counts(N, S, T, B, H, nnz, n_inputs):
 def _update_inputs(N, B, ell, family="advantage", H=16, seed=0):
     """A network's real caches of two consecutive steps, as the local learner builds them, and
     mid-run critic parameters of ``family`` (``advantage`` or ``mlp`` with H hidden units)."""
-    from leaky.config import NetworkConfig
+    from leaky.model.config import NetworkConfig
     from leaky.kernels import update_local as ul
-    from leaky.critics import MLPUpdateConfig, UpdateConfig, build_transitions, init_mlp_critics, neuron_slices
+    from leaky.learners.critics import MLPUpdateConfig, UpdateConfig, build_transitions, init_mlp_critics, neuron_slices
     from leaky.kernels import update_mlp as um
-    from leaky.network import Network
+    from leaky.model.network import Network
 
     rng = np.random.default_rng(seed)
     cfg = NetworkConfig(n_neurons=N, n_inputs=3, n_outputs=1, delay=ell, leak=0.5, seed=seed)
@@ -644,11 +644,11 @@ def ddpg_hidden_for(params: int, d_in: int) -> int:
 
 def _train_learners(N, B, ell, backend, K=None):
     """A local and a DDPG learner on identical dense networks, with one batch of data each."""
-    from leaky.config import NetworkConfig
-    from leaky.ddpg import DDPGConfig, DDPGLearner
-    from leaky.local import LocalConfig, LocalLearner
-    from leaky.network import Network
-    from leaky.online import Transition
+    from leaky.model.config import NetworkConfig
+    from leaky.learners.ddpg import DDPGConfig, DDPGLearner
+    from leaky.learners.local import LocalConfig, LocalLearner
+    from leaky.model.network import Network
+    from leaky.learners.base import Transition
 
     cfg = NetworkConfig(n_neurons=N, n_inputs=3, n_outputs=1, delay=ell, leak=0.5, seed=0)
     nets = [Network(cfg, backend=backend) for _ in range(2)]
@@ -689,7 +689,7 @@ def _check_learners(local, ref_local, ddpg, ref_ddpg, tr, N, B):
     """
     from dataclasses import replace
 
-    from leaky.network import StepCache
+    from leaky.model.network import StepCache
 
     f64 = lambda c: StepCache(*(np.asarray(a, np.float64) for a in (c.V, c.z, c.y, c.alpha)))  # noqa: E731
     ref_tr = replace(tr, cache=f64(tr.cache), next_cache=f64(tr.next_cache),
@@ -719,7 +719,7 @@ def ddpg_update_macs(N, B, ell, nnz, d_in, hidden):
 def bench_learners(grid=None, repeats: int = 7) -> list[Row]:
     """Whole learner updates, local vs DDPG (and SB3's DDPG when installed), over ``grid`` of
     (N, B, ℓ), in samples/s."""
-    from leaky.backend import to_numpy
+    from leaky.core.backend import to_numpy
 
     rows = []
     for N, B, ell in TRAIN_GRID if grid is None else grid:
@@ -783,11 +783,11 @@ def _credit_learners(N, B, ell):
     """``{rule: SharedCriticLearner}`` and a DDPGLearner on identical dense networks (3 sensors,
     1 output, λ = 0.5, the shared critic's widths and settings), each holding the same 4·B
     replayed transitions, and one sampled batch."""
-    from leaky.config import NetworkConfig
-    from leaky.ddpg import DDPGLearner
-    from leaky.local import LocalConfig
-    from leaky.network import Network
-    from leaky.shared_critic import SharedCriticLearner
+    from leaky.model.config import NetworkConfig
+    from leaky.learners.ddpg import DDPGLearner
+    from leaky.learners.local import LocalConfig
+    from leaky.model.network import Network
+    from leaky.learners.shared_critic import SharedCriticLearner
 
     cfg = NetworkConfig(n_neurons=N, n_inputs=3, n_outputs=1, delay=ell, leak=0.5, seed=0)
     lcfg = {rule: LocalConfig(rule=rule, batch_size=B, learning_starts=0, replay_size=4 * B, seed=0)
@@ -829,7 +829,7 @@ def bench_credit(grid=None, repeats: int = 7) -> list[Row]:
 
 
 def _bench_credit_kernels(N, B, ell, repeats) -> list[Row]:
-    from leaky.ddpg import ActorParams, actor_forward
+    from leaky.learners.ddpg import ActorParams, actor_forward
     from leaky.kernels import credit as ck
     from leaky.kernels import tangent as tk
     from leaky.kernels.scalar import adam_scalars
@@ -1071,7 +1071,7 @@ LOOP_CASES = [   # (learner, backend, options, trace)
 
 
 def bench_loop(steps: int = 8000, n_envs: int = 8, hidden=(64, 64), cases=None) -> list[Row]:
-    """Env steps/s of ``leaky.train`` on Pendulum-v1 (layered [3, *hidden, 1], ℓ = layers), with
+    """Env steps/s of ``leaky.training.loop`` on Pendulum-v1 (layered [3, *hidden, 1], ℓ = layers), with
     the wall time split into env, act, learn, logging and the rest (``TrainResult.timing``).
 
     Each case first runs ``4·n_envs`` steps untimed (compilation, caches), then ``steps`` steps;
@@ -1082,7 +1082,7 @@ def bench_loop(steps: int = 8000, n_envs: int = 8, hidden=(64, 64), cases=None) 
     """
     import tempfile
 
-    from leaky.train import TrainConfig, train
+    from leaky.training.loop import TrainConfig, train
 
     rows = []
     for learner, backend, options, trace in LOOP_CASES if cases is None else cases:
@@ -1149,14 +1149,14 @@ SOLVE_TARGET = -200.0      # Pendulum-v1 greedy return counted as solved
 
 def bench_solve(seeds=(0, 1, 2), max_steps: int = 30_000, eval_every: int = 1000,
                 target: float = SOLVE_TARGET) -> list[Row]:
-    """Wall time from the start of ``leaky.train`` to the first greedy evaluation (5 episodes) at
+    """Wall time from the start of ``leaky.training.loop`` to the first greedy evaluation (5 episodes) at
     or above ``target`` on Pendulum-v1, for DDPG and the default local learner, on the main job's
     network (layered [3, 64, 64, 1], 8 envs, cpu backend). The time includes the evaluations
     (about 5 % here) and JIT compilation on a cold cache; rows give the env steps too. A run
     that never reaches the target reports its whole wall time and says so. The row's ``N`` column
     holds the env steps run, ``B`` the environments."""
-    from leaky.ddpg import RESULTS_OPTIONS
-    from leaky.train import TrainConfig, train
+    from leaky.learners.ddpg import RESULTS_OPTIONS
+    from leaky.training.loop import TrainConfig, train
 
     rows = []
     for learner, options in (("ddpg", dict(RESULTS_OPTIONS)), ("local", {})):
@@ -1179,9 +1179,9 @@ def bench_solve(seeds=(0, 1, 2), max_steps: int = 30_000, eval_every: int = 1000
 # ---------------------------------------------------------------------------------------------
 
 def _trace_module():
-    """``leaky.bench_trace`` when it is installed (another module's suite), else None."""
+    """``leaky.bench.trace`` when it is installed (another module's suite), else None."""
     try:
-        from leaky import bench_trace
+        from leaky.bench import trace as bench_trace
     except ImportError:
         return None
     return bench_trace
@@ -1205,7 +1205,7 @@ SUITES: dict[str, Callable[..., list]] = {
 def machine() -> dict:
     import numba
 
-    from leaky.threads import blas_threads
+    from leaky.core.threads import blas_threads
 
     info = {"python": sys.version.split()[0], "numpy": np.__version__, "numba": numba.__version__,
             "threads": numba.get_num_threads(), "blas_threads": blas_threads(),
@@ -1290,15 +1290,15 @@ def run(args) -> int:
     suites = args.suites or ["ceiling", "step"]
     unknown = [s for s in suites if s not in SUITES or (s == "trace" and _trace_module() is None)]
     if unknown:
-        from leaky.errors import ConfigError
+        from leaky.core.errors import ConfigError
 
         known = [s for s in SUITES if s != "trace" or _trace_module() is not None]
         raise ConfigError(f"bench: unknown suite(s) {unknown}; expected some of {known}")
     import numba
 
-    from leaky import threads
+    from leaky.core import threads
 
-    if not threads.user_chose():   # SGEMM ceilings on the kernels' threads (leaky/threads.py)
+    if not threads.user_chose():   # SGEMM ceilings on the kernels' threads (leaky/core/threads.py)
         threads.set_blas_threads(numba.get_num_threads())
     info = machine()   # before the suites: cpu_idle says whether others were using the machine
     rows: list[Row] = []

@@ -7,7 +7,7 @@ A spec is a JSON file::
      "variants": {"ddpg": {"learner": "ddpg"},
                   "literal": {"learner": "local", "learner_options": {"family": "linear"}}}}
 
-Every (variant, seed) is one task: a :class:`leaky.train.TrainConfig` made of ``common``, the
+Every (variant, seed) is one task: a :class:`leaky.training.loop.TrainConfig` made of ``common``, the
 variant's fields, ``env``, ``steps`` and the seed. Tasks run in a process pool on this machine
 (``--workers``), or on Ray with ``--ray`` (``pip install leaky[ray]``; a local Ray, or a
 cluster with ``--address``; docs/sweeps.md). ``--trace-dir`` gives every task a trace. Each finished
@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import numpy as np
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 
 
 def load_spec(path: str) -> dict:
@@ -48,7 +48,7 @@ def tasks(spec: dict) -> list[dict]:
     refused here, before anything runs (its values are checked by each task's TrainConfig)."""
     import dataclasses
 
-    from leaky.train import TrainConfig
+    from leaky.training.loop import TrainConfig
 
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     for where, fields in [("common", spec.get("common", {}))] + [
@@ -71,14 +71,14 @@ def tasks(spec: dict) -> list[dict]:
 def run_task(task: dict) -> dict:
     """One training run; returns its JSON record.
 
-    A run that fails for a reason leaky names (a :class:`~leaky.errors.LeakyError`: bad
+    A run that fails for a reason leaky names (a :class:`~leaky.core.errors.LeakyError`: bad
     options, divergence, a file it cannot write) is a result too: its record holds ``error``.
     Anything else is a bug and raises (in a worker process, the sweep re-raises it), and so
     does Ctrl-C: neither is written to the results file.
     """
-    from leaky.errors import LeakyError
-    from leaky.threads import blas_threads
-    from leaky.train import TrainConfig, train
+    from leaky.core.errors import LeakyError
+    from leaky.core.threads import blas_threads
+    from leaky.training.loop import TrainConfig, train
 
     t0 = time.time()
     record = {"variant": task["variant"], "seed": task["seed"], "config": task["config"],
@@ -294,7 +294,7 @@ def run(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run (variant, seed) training grids; report them",
                        description=__doc__.split("\n\n")[0])
-    p.add_argument("spec", nargs="?", help="JSON spec (see leaky/sweep.py)")
+    p.add_argument("spec", nargs="?", help="JSON spec (see leaky/training/sweep.py)")
     p.add_argument("--out", help="JSON-lines results file (appended)")
     p.add_argument("--workers", type=int, default=1, help="processes on this machine")
     p.add_argument("--ray", action="store_true",

@@ -1,6 +1,6 @@
 """Per-neuron critic data a learner hands to the training loop for the trace.
 
-The hook every learner has (``leaky.train`` calls it once per environment step when a trace is
+The hook every learner has (``leaky.training.loop`` calls it once per environment step when a trace is
 written; docs/trace-format.md, "Critic values and TD errors")::
 
     learner.record_critic = True       # set by the loop: compute the record (costs a little)

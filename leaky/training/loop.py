@@ -33,19 +33,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from leaky.backend import get_backend, to_numpy
-from leaky.config import NetworkConfig
-from leaky.errors import ConfigError, DivergenceError, InputError
+from leaky.core.backend import get_backend, to_numpy
+from leaky.model.config import NetworkConfig
+from leaky.core.errors import ConfigError, DivergenceError, InputError
 from leaky.kernels.scalar import ACTIVATIONS
-from leaky.network import Network
-from leaky.validate import Bool, Choice, Dict, Int, Ints, Optional, Real, Text, check_fields, show
+from leaky.model.network import Network
+from leaky.core.validate import Bool, Choice, Dict, Int, Ints, Optional, Real, Text, check_fields, show
 
 LEARNERS = ("local", "ddpg", "perturbation")
 
 
 class Learner(Protocol):
     """What ``train`` calls. ``record_critic``/``critic_record``: the per-neuron critic data of
-    the trace (:mod:`leaky.records`); a learner without them leaves NaN there."""
+    the trace (:mod:`leaky.learners.records`); a learner without them leaves NaN there."""
 
     record_critic: bool
     critic_lag: int
@@ -117,7 +117,7 @@ class TrainConfig:
 BACKENDS = ("auto", "numpy", "cpu", "cuda")
 TOPOLOGIES = ("layered", "dense", "sparse")
 
-# One rule per field of TrainConfig (leaky/validate.py).
+# One rule per field of TrainConfig (leaky/core/validate.py).
 TRAIN_RULES = {
     "env": Text(), "learner": Choice(LEARNERS), "steps": Int(low=1), "n_envs": Int(low=1),
     "seed": Int(low=0), "backend": Choice(BACKENDS), "hidden": Ints(low=1),
@@ -212,7 +212,7 @@ def make_envs(env_id: str, n_envs: int):
     """Synchronous vector env with same-step autoreset; checks the spaces are Boxes."""
     import gymnasium as gym
 
-    import leaky.envs  # noqa: F401  (registers leaky's own test environments)
+    import leaky.training.envs  # noqa: F401  (registers leaky's own test environments)
 
     try:
         envs = gym.make_vec(env_id, num_envs=n_envs, vectorization_mode="sync",
@@ -256,25 +256,25 @@ def learner_config(cfg: TrainConfig):
     opts = dict(cfg.learner_options)
     opts.setdefault("seed", cfg.seed)
     if cfg.learner == "ddpg":
-        from leaky.ddpg import DDPGConfig as cls
+        from leaky.learners.ddpg import DDPGConfig as cls
     elif cfg.learner == "perturbation":
-        from leaky.perturbation import PerturbationConfig as cls
+        from leaky.learners.perturbation import PerturbationConfig as cls
     else:
-        from leaky.local import LocalConfig as cls
+        from leaky.learners.local import LocalConfig as cls
     return _dataclass_from(cls, opts)
 
 
 def make_learner(cfg: TrainConfig, net: Network) -> Learner:
     options = learner_config(cfg)
     if cfg.learner == "ddpg":
-        from leaky.ddpg import DDPGLearner
+        from leaky.learners.ddpg import DDPGLearner
 
         return DDPGLearner(net, options, net.backend)
     if cfg.learner == "perturbation":
-        from leaky.perturbation import PerturbationLearner
+        from leaky.learners.perturbation import PerturbationLearner
 
         return PerturbationLearner(net, options)
-    from leaky.local import make_local_learner
+    from leaky.learners.local import make_local_learner
 
     return make_local_learner(net, options)
 
@@ -751,7 +751,7 @@ def env_seed(seed: int, iteration: int) -> int:
 class _TraceRows:
     """Trace rows held until the learner's critic record of their transition arrives.
 
-    A learner records the transition it learns from (:mod:`leaky.records`): DDPG the one it
+    A learner records the transition it learns from (:mod:`leaky.learners.records`): DDPG the one it
     just stored (``critic_lag = 0``), the local and perturbation learners the previous step's,
     learned one step late (``critic_lag = 1``). So row t is written when step t + lag has run,
     with ``q_local`` and ``td_error`` of transition t; rows left at the end (the last step's,

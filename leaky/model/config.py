@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Sequence
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS
 
 TOPOLOGIES = ("dense", "sparse", "layered")

@@ -39,15 +39,15 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from leaky.backend import Backend, get_backend, to_numpy
-from leaky.errors import ConfigError, DivergenceError, InputError
+from leaky.core.backend import Backend, get_backend, to_numpy
+from leaky.core.errors import ConfigError, DivergenceError, InputError
 from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS, sigma, sigma_grad
-from leaky.network import Network
-from leaky.optim import Adam
-from leaky.records import CriticRecord, broadcast_to_agents
-from leaky.rngstate import int_seed, pcg64_words, set_pcg64_words
-from leaky.validate import Choice, Int, Ints, Real, check_fields
-from leaky.replay import ReplayBuffer
+from leaky.model.network import Network
+from leaky.learners.optim import Adam
+from leaky.learners.records import CriticRecord, broadcast_to_agents
+from leaky.core.rngstate import int_seed, pcg64_words, set_pcg64_words
+from leaky.core.validate import Choice, Int, Ints, Real, check_fields
+from leaky.learners.replay import ReplayBuffer
 
 # ---------------------------------------------------------------------------------------------
 # Actor: the network's forward pass, kept for the backward pass
@@ -407,7 +407,7 @@ class DDPGConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-# One rule per field of DDPGConfig (leaky/validate.py); a subclass's config adds its own.
+# One rule per field of DDPGConfig (leaky/core/validate.py); a subclass's config adds its own.
 DDPG_RULES = {
     "gamma": Real(0.0, 1.0), "tau": Real(0.0, 1.0, low_open=True),
     "actor_lr": Real(low=0.0, low_open=True), "critic_lr": Real(low=0.0, low_open=True),
@@ -563,7 +563,7 @@ class DDPGLearner:
             if done.any():
                 self._ou[be.asarray(np.flatnonzero(done), dtype=np.int64)] = 0.0
 
-    # -- the trace's critic record (leaky.records) -------------------------------------------
+    # -- the trace's critic record (leaky.learners.records) -------------------------------------------
 
     critic_lag = 0   # observe() records the transition it stores, at the step it happens
 
@@ -583,7 +583,7 @@ class DDPGLearner:
         return q, reward + cfg.gamma * (1.0 - term) * q_next - q
 
     def critic_record(self):
-        """The :class:`~leaky.records.CriticRecord` of the last :meth:`observe` (None without
+        """The :class:`~leaky.learners.records.CriticRecord` of the last :meth:`observe` (None without
         ``record_critic``), then forgotten."""
         record, self._critic_record = self._critic_record, None
         return record
@@ -746,7 +746,7 @@ class DDPGLearner:
                                          if k.startswith("replay.")})
 
 
-# the generator-state helpers live in leaky.rngstate (shared with the online learners)
+# the generator-state helpers live in leaky.core.rngstate (shared with the online learners)
 _pcg64_words, _set_pcg64_words, _int_seed = pcg64_words, set_pcg64_words, int_seed
 
 

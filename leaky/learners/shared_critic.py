@@ -27,17 +27,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from leaky.backend import to_numpy
-from leaky.ddpg import DDPGLearner, _pcg64_words, _set_pcg64_words
+from leaky.core.backend import to_numpy
+from leaky.learners.ddpg import DDPGLearner, _pcg64_words, _set_pcg64_words
 from leaky.kernels import credit as ck
 from leaky.kernels import tangent as tk
 from leaky.kernels.data import Topology
 from leaky.kernels.scalar import ADAM_BETA1, ADAM_BETA2, adam_scalars
 from leaky.kernels.step import tile_ranges
-from leaky.network import Network
+from leaky.model.network import Network
 
 if TYPE_CHECKING:  # pragma: no cover
-    from leaky.local import LocalConfig
+    from leaky.learners.local import LocalConfig
 
 
 def layer_groups(net: Network) -> dict[str, np.ndarray]:
@@ -60,7 +60,7 @@ class SharedCriticLearner(DDPGLearner):
         The actor, trained in place.
     cfg : LocalConfig
         With ``rule`` one of ``perturb``, ``feedback``, ``dfa``; the critic, replay and
-        exploration options map onto :class:`~leaky.ddpg.DDPGConfig` (``LocalConfig.ddpg_config``).
+        exploration options map onto :class:`~leaky.learners.ddpg.DDPGConfig` (``LocalConfig.ddpg_config``).
 
     Attributes
     ----------

@@ -17,9 +17,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from leaky.backend import Backend, get_backend, to_numpy
-from leaky.config import NetworkConfig
-from leaky.errors import ConfigError, InputError, describe
+from leaky.core.backend import Backend, get_backend, to_numpy
+from leaky.model.config import NetworkConfig
+from leaky.core.errors import ConfigError, InputError, describe
 from leaky.kernels import step as step_kernels
 from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS, sigma
 

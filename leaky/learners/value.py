@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leaky.critics import dopamine_td
-from leaky.errors import ConfigError
-from leaky.validate import Choice, Int, Real, check_fields
+from leaky.learners.critics import dopamine_td
+from leaky.core.errors import ConfigError
+from leaky.core.validate import Choice, Int, Real, check_fields
 
 
 FEATURES = ("voltages", "random")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from leaky.network import Network, StepCache
+from leaky.model.network import Network, StepCache
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Transition:
 class OnlineLearner(ABC):
     """Base of the local and perturbation learners: noise, one-step-late transitions.
 
-    Critic record (:mod:`leaky.records`): with ``record_critic`` set, :meth:`learn` leaves the
+    Critic record (:mod:`leaky.learners.records`): with ``record_critic`` set, :meth:`learn` leaves the
     per-neuron values of the transition it learns from, which is the previous step's
     (``critic_lag = 1``); :meth:`critic_record` hands them over once.
     """
@@ -57,7 +57,7 @@ class OnlineLearner(ABC):
         self.record_critic = False
         self._critic_record = None
 
-    # -- the learner protocol of leaky.train -----------------------------------------------
+    # -- the learner protocol of leaky.training.loop -----------------------------------------------
 
     def act(self, V, obs, explore: bool = True):
         net = self.net
@@ -110,13 +110,13 @@ class OnlineLearner(ABC):
         return {}
 
     def critic_record(self):
-        """The :class:`~leaky.records.CriticRecord` of the last update (None: none since the
+        """The :class:`~leaky.learners.records.CriticRecord` of the last update (None: none since the
         last call, or ``record_critic`` is off), then forgotten."""
         record, self._critic_record = self._critic_record, None
         return record
 
     def _record(self, q_local, td_error) -> None:
-        from leaky.records import CriticRecord
+        from leaky.learners.records import CriticRecord
 
         self._critic_record = CriticRecord(self.critic_lag, q_local, td_error)
 

@@ -8,7 +8,7 @@ Two measurements (docs/trace-format.md reports and discusses them):
   at its defaults (env 0, default neurons, all four per-neuron fields, last voltages, lzf,
   flush every 1000 vector steps). Overhead = time inside ``log_step`` (flushes and close
   included) / time of the untraced step, against two steps: a whole training step of
-  ``leaky.train``'s ``perturbation`` learner (act, env step, observe, update; skipped if it
+  ``leaky.training.loop``'s ``perturbation`` learner (act, env step, observe, update; skipped if it
   cannot be built), and env + network alone (the smallest step: the largest fraction), where
   the codec and the flush cadence are also varied one at a time.
 * **throughput** — the same steps logged with every env, neuron and internal step, once per
@@ -19,7 +19,7 @@ Two measurements (docs/trace-format.md reports and discusses them):
 Times are the minimum over repeats (the machine may be shared: interference only adds), and
 each written file is opened and checked before its time is reported.
 ``bench_trace(args)`` returns the rows; ``print_table(rows)`` prints them;
-``python -m leaky.bench_trace [--quick] [--json]`` runs the suite alone.
+``python -m leaky.bench.trace [--quick] [--json]`` runs the suite alone.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def record_steps(n_steps: int, seed: int = 0, backend: str = "cpu", learner: str
     """Run the network on Pendulum and keep every array ``log_step`` would get.
 
     ``learner=None``: env step + ``Network.step`` only. ``learner="perturbation"`` (or another
-    of ``leaky.train``'s learners): a whole training step as ``leaky.train`` takes it — act,
-    env step, observe, update — built with ``leaky.train``'s own helpers.
+    of ``leaky.training.loop``'s learners): a whole training step as ``leaky.training.loop`` takes it — act,
+    env step, observe, update — built with ``leaky.training.loop``'s own helpers.
 
     Returns ``{"steps": [...], "step_seconds": (n_steps,), …}``: per step the keyword
     arguments of ``Trace.log_step`` and the wall time of the untraced step.
@@ -72,7 +72,7 @@ def record_steps(n_steps: int, seed: int = 0, backend: str = "cpu", learner: str
                               action_space=envs.single_action_space)
         agent = None
     else:
-        from leaky.train import TrainConfig, build_network, make_learner
+        from leaky.training.loop import TrainConfig, build_network, make_learner
 
         cfg = TrainConfig(env=ENV_ID, learner=learner, n_envs=N_ENVS, hidden=tuple(SIZES[1:-1]),
                           backend=backend, seed=seed, progress=False)
@@ -249,7 +249,7 @@ def bench_trace(args=None) -> list[dict]:
     """Run the trace suite; ``args.quick`` (optional) shortens it. Returns one dict per row.
 
     Overhead is measured against two untraced steps: a whole training step of
-    ``leaky.train``'s ``perturbation`` learner (skipped if it cannot be built), and env +
+    ``leaky.training.loop``'s ``perturbation`` learner (skipped if it cannot be built), and env +
     network alone (no learning: the smallest step, so the largest fraction).
     """
     quick = bool(getattr(args, "quick", False))
@@ -323,7 +323,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m leaky.bench_trace", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m leaky.bench.trace", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--json", action="store_true")
     add_arguments(p)

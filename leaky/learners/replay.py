@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from leaky.backend import Backend, get_backend, to_numpy
-from leaky.errors import ConfigError, InputError
+from leaky.core.backend import Backend, get_backend, to_numpy
+from leaky.core.errors import ConfigError, InputError
 
 FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "V", "V_next")
 

@@ -1,4 +1,4 @@
-"""Small Gymnasium environments for testing learners (registered on import of leaky.envs).
+"""Small Gymnasium environments for testing learners (registered on import of leaky.training.envs).
 
 ``leaky/ContextualBandit-v0``: one-step episodes; observation ``s ~ U(-1, 1)^d``; action
 ``a ∈ [-1, 1]``; reward ``−(a − a*(s))²`` with ``a*(s) = 0.8·tanh(w·s)`` for a fixed ``w``.

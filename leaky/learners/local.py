@@ -21,10 +21,10 @@ the paper's literal rule is
 ``hidden_noise_scale``  exploration noise of the hidden neurons relative to the outputs' (0:
                 only the outputs explore, so only they learn; their critics see no hidden noise)
 ``graph``       capture each environment step's device work into CUDA graphs (``cuda`` backend;
-                :mod:`leaky.graph`)
+                :mod:`leaky.learners.graph`)
 ``actor_neurons``  ``all`` | ``outputs`` (a diagnostic: hidden neurons keep their weights, so the
                 network is a fixed random feature map under a learning output layer)
-``value_*``     the shared value behind ``dopamine`` (:mod:`leaky.value`): features ``voltages``
+``value_*``     the shared value behind ``dopamine`` (:mod:`leaky.learners.value`): features ``voltages``
                 (linear, docs/design.md#3-every-neuron-is-an-agent) or ``random`` (``tanh`` of a
                 fixed random projection,
                 ``n_features`` wide: nonlinear but local); inputs ``all`` voltages or the
@@ -37,14 +37,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leaky.critics import MLPUpdateConfig, UpdateConfig, build_transitions, init_mlp_critics, neuron_slices
-from leaky.errors import ConfigError
+from leaky.learners.critics import MLPUpdateConfig, UpdateConfig, build_transitions, init_mlp_critics, neuron_slices
+from leaky.core.errors import ConfigError
 from leaky.kernels import update_local as ul
 from leaky.kernels.scalar import ACTIVATIONS
-from leaky.network import Network
-from leaky.online import OnlineLearner, Transition
-from leaky.validate import Bool, Choice, Int, Ints, Real, check_fields
-from leaky.value import VALUE_RULES, SharedValue, ValueOptions
+from leaky.model.network import Network
+from leaky.learners.base import OnlineLearner, Transition
+from leaky.core.validate import Bool, Choice, Int, Ints, Real, check_fields
+from leaky.learners.value import VALUE_RULES, SharedValue, ValueOptions
 
 FAMILIES = ("advantage", "linear", "mlp")
 DATA = ("online", "replay")
@@ -153,7 +153,7 @@ class LocalConfig(ValueOptions):
 
     def ddpg_config(self):
         """The shared critic's, replay's and exploration's settings as a :class:`DDPGConfig`."""
-        from leaky.ddpg import DDPGConfig
+        from leaky.learners.ddpg import DDPGConfig
 
         return DDPGConfig(gamma=self.gamma, tau=self.tau_soft, actor_lr=self.lr_actor or 1.0,
                           critic_lr=self.lr_critic, batch_size=self.batch_size, buffer_size=self.replay_size,
@@ -167,21 +167,21 @@ class LocalConfig(ValueOptions):
 
 
 def make_local_learner(net: Network, cfg: LocalConfig):
-    """The learner ``cfg.rule`` names: a :class:`~leaky.shared_critic.SharedCriticLearner`
-    (``feedback``, ``perturb``, ``dfa``), a :class:`~leaky.graph.GraphedLocalLearner`
+    """The learner ``cfg.rule`` names: a :class:`~leaky.learners.shared_critic.SharedCriticLearner`
+    (``feedback``, ``perturb``, ``dfa``), a :class:`~leaky.learners.graph.GraphedLocalLearner`
     (``graph=True``) or a :class:`LocalLearner` (per-neuron critics: ``critic``, ``literal``)."""
     if cfg.shared_critic:
-        from leaky.shared_critic import SharedCriticLearner
+        from leaky.learners.shared_critic import SharedCriticLearner
 
         return SharedCriticLearner(net, cfg)
     if cfg.graph:
-        from leaky.graph import GraphedLocalLearner
+        from leaky.learners.graph import GraphedLocalLearner
 
         return GraphedLocalLearner(net, cfg)
     return LocalLearner(net, cfg)
 
 
-# One rule per field of LocalConfig (leaky/validate.py); a new field needs its rule here.
+# One rule per field of LocalConfig (leaky/core/validate.py); a new field needs its rule here.
 LOCAL_RULES = {
     **VALUE_RULES,
     "family": Choice(FAMILIES), "clock": Choice(ul.CLOCKS), "view": Choice(ul.VIEWS),

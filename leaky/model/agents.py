@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leaky.backend import to_numpy
+from leaky.core.backend import to_numpy
 
 # σ written again here on purpose, not taken from kernels/scalar.py: the theorem check shares no
 # code with the kernels it checks.

@@ -52,8 +52,8 @@ from typing import Any, Mapping
 import h5py
 import numpy as np
 
-from leaky.backend import to_numpy
-from leaky.errors import ConfigError, InputError, TraceError, describe
+from leaky.core.backend import to_numpy
+from leaky.core.errors import ConfigError, InputError, TraceError, describe
 
 FORMAT_NAME = "leaky-trace"
 FORMAT_VERSION = 1
@@ -304,7 +304,7 @@ class Trace:
         dropped with a warning (once per name).
     autoreset : {"same_step", "next_step"}
         How the loop's vector env starts new episodes (see :meth:`log_step`): ``same_step``
-        (leaky.train's choice; also right for envs reset by hand) or ``next_step``
+        (leaky.training.loop's choice; also right for envs reset by hand) or ``next_step``
         (Gymnasium's default vector-env mode).
     observation_space, action_space : gymnasium.spaces.Box, optional
         Stored for ``leaky export --minari``; they also set the dtypes of observations and actions
@@ -518,7 +518,7 @@ class Trace:
         rewards, terminations, truncations : (B,)  what ``env.step(actions)`` returned
         next_obs : (B, obs_dim), optional
             s_{t+1} of each env's current episode: for an env whose episode ends at this step,
-            its final observation (what ``leaky.train`` passes: ``env.step``'s observations
+            its final observation (what ``leaky.training.loop`` passes: ``env.step``'s observations
             with ``info["final_obs"]`` put in for the envs that are done). Only the rows of
             ending envs are used: it supplies the T+1-th observation of Minari's layout.
         final_obs : (B, obs_dim), optional

@@ -34,7 +34,7 @@ import numbers
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 
 
 class MissingRule(TypeError):
@@ -203,7 +203,7 @@ def check_fields(config, rules: Mapping[str, Rule]) -> None:
         rule = rules.get(f.name)
         if rule is None:
             raise MissingRule(f"{owner}.{f.name} has no validation rule; add one to {owner}.RULES "
-                              f"(leaky/validate.py)")
+                              f"(leaky/core/validate.py)")
         value = getattr(config, f.name)
         try:
             checked = rule(value)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from leaky.errors import InputError
+from leaky.core.errors import InputError
 
 
 def add_parser(subparsers) -> None:

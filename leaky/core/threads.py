@@ -80,7 +80,7 @@ def set_blas_threads(threads: int | None) -> None:
     """
     if threads is None:
         return
-    from leaky.errors import ConfigError
+    from leaky.core.errors import ConfigError
 
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"set_blas_threads: got {threads!r}, expected an int >= 1 or None")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 
 BACKENDS = ("numpy", "cpu", "cuda")
 
@@ -87,14 +87,14 @@ class Generator:
         generators expose none): what a checkpoint keeps."""
         if self.backend.on_gpu:
             return None
-        from leaky.rngstate import pcg64_words
+        from leaky.core.rngstate import pcg64_words
 
         return pcg64_words(self._rng)
 
     def set_state(self, words, resume_key: int = 0) -> None:
         """Continue from :meth:`state`'s ``words``; on a GPU (or without words) draw a fresh
         stream spawned from the seed and ``resume_key`` instead."""
-        from leaky.rngstate import int_seed, set_pcg64_words
+        from leaky.core.rngstate import int_seed, set_pcg64_words
 
         if words is not None and not self.backend.on_gpu:
             set_pcg64_words(self._rng, words)

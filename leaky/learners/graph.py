@@ -1,6 +1,6 @@
 """Fixed launch programs: the device work of an environment step, captured once into CUDA graphs.
 
-On the GPU an environment step of the eager :class:`~leaky.local.LocalLearner` is about 28
+On the GPU an environment step of the eager :class:`~leaky.learners.local.LocalLearner` is about 28
 small CuPy operations, copies and kernel launches and five host synchronisations (noise,
 validation, encoding, the step, decoding, building transitions, the update, reading
 diagnostics; counted from the code), each launch paying its host-side dispatch.
@@ -40,14 +40,14 @@ from typing import Any
 
 import numpy as np
 
-from leaky.backend import cuda_simulator, to_numpy
-from leaky.errors import ConfigError
+from leaky.core.backend import cuda_simulator, to_numpy
+from leaky.core.errors import ConfigError
 from leaky.kernels import loop as lk
 from leaky.kernels import step as sk
 from leaky.kernels import update_local as ul
 from leaky.kernels.spec import Launch
-from leaky.local import LocalConfig, LocalLearner
-from leaky.network import Network, StepCache
+from leaky.learners.local import LocalConfig, LocalLearner
+from leaky.model.network import Network, StepCache
 
 
 class Stream:
@@ -191,7 +191,7 @@ class _Buffers:
 
 
 class GraphedLocalLearner(LocalLearner):
-    """:class:`~leaky.local.LocalLearner` whose per-step device work is three fixed programs.
+    """:class:`~leaky.learners.local.LocalLearner` whose per-step device work is three fixed programs.
 
     Same protocol (``act``, ``observe``, ``update``, ``state_dict``) and the same arithmetic as
     the eager learner given the same noise; greedy actions (``explore=False``) use the eager path.

@@ -2,7 +2,7 @@
 
 Every neuron n perturbs its action with its own noise ξ_n at its decision step τ_n
 (docs/design.md#3-every-neuron-is-an-agent, causal clock). One shared value of the state,
-:class:`leaky.value.SharedValue` (linear in
+:class:`leaky.learners.value.SharedValue` (linear in
 the voltages by default) at ``x = V_t[0]`` (the voltages as the environment step begins,
 sensors applied), is trained by TD(0); its TD error is broadcast to every neuron::
 
@@ -22,13 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 from leaky.kernels.scalar import ACTIVATIONS, sigma_grad
-from leaky.network import Network
-from leaky.online import OnlineLearner, Transition
-from leaky.records import broadcast_to_agents
-from leaky.validate import Int, Real, check_fields
-from leaky.value import VALUE_RULES, SharedValue, ValueOptions
+from leaky.model.network import Network
+from leaky.learners.base import OnlineLearner, Transition
+from leaky.learners.records import broadcast_to_agents
+from leaky.core.validate import Int, Real, check_fields
+from leaky.learners.value import VALUE_RULES, SharedValue, ValueOptions
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class PerturbationConfig(ValueOptions):
         check_fields(self, self.RULES)
 
 
-# One rule per field of PerturbationConfig (leaky/validate.py).
+# One rule per field of PerturbationConfig (leaky/core/validate.py).
 PERTURBATION_RULES = {
     **VALUE_RULES,
     "lr": Real(low=0.0, low_open=True), "value_lr": Real(low=0.0, low_open=True),

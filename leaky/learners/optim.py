@@ -15,8 +15,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from leaky.backend import to_numpy
-from leaky.errors import ConfigError, InputError
+from leaky.core.backend import to_numpy
+from leaky.core.errors import ConfigError, InputError
 from leaky.kernels.scalar import ADAM_BETA1, ADAM_BETA2, ADAM_EPS, adam_arrays, adam_scalars
 
 

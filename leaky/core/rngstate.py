@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from leaky.errors import InputError
+from leaky.core.errors import InputError
 
 _MASK64 = (1 << 64) - 1
 

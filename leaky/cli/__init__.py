@@ -11,10 +11,10 @@ import importlib
 import sys
 
 COMMANDS = (
-    "leaky.train",
+    "leaky.training.loop",
     "leaky.bench",
-    "leaky.sweep",
-    "leaky.trace_cli",
+    "leaky.training.sweep",
+    "leaky.trace.cli",
 )
 
 
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    from leaky.errors import LeakyError
+    from leaky.core.errors import LeakyError
 
     def one_line(message, category, filename, lineno, file=None, line=None):
         print(f"leaky {args.command}: warning: {message}", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from leaky.errors import ConfigError
+from leaky.core.errors import ConfigError
 from leaky.kernels.scalar import adam_scalars
 from leaky.kernels.update_local import BASELINES, CLOCKS, FAMILIES, OPTIMIZERS, VIEWS, Transitions
 
@@ -93,7 +93,7 @@ class UpdateConfig:
         """``(step_size, eps_hat)`` of Adam step ``step`` ≥ 1, bias corrections folded in.
 
         ``θ −= step_size · m / (√v + eps_hat)`` equals ``θ −= lr · m̂ / (√v̂ + ε)`` (Kingma & Ba's
-        efficient form, as in :mod:`leaky.optim`). For SGD: ``(lr_critic, 0)``.
+        efficient form, as in :mod:`leaky.learners.optim`). For SGD: ``(lr_critic, 0)``.
         """
         if self.optimizer == "sgd":
             return self.lr_critic, 0.0
