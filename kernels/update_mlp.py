@@ -982,43 +982,6 @@ _update_cpu_serial = _compiled(_update_cpu_body, "_update_mlp_cpu_serial")
 _update_cpu_parallel = _compiled(_update_cpu_body, "_update_mlp_cpu_parallel", parallel=True)
 
 
-@_cpu_jit()
-def _slopes_neuron_cpu(n, XP, MU, mask, theta, out, H, view):
-    B, N = MU.shape
-    nb = (B + BLOCK_CPU - 1) // BLOCK_CPU
-    Hp = _round_up_cpu(H, UNITS_CPU)
-    mu = np.zeros(nb * BLOCK_CPU, dtype=theta.dtype)
-    for b in range(B):
-        mu[b] = MU[b, n]
-    WT = np.empty((N, Hp), dtype=theta.dtype)
-    W2s = np.empty((2, Hp, Hp), dtype=theta.dtype)
-    vec = np.empty((4, Hp), dtype=theta.dtype)
-    AP = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    H1P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    H2P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    G1P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    G2P = np.empty((nb, Hp, BLOCK_CPU), dtype=theta.dtype)
-    ones = np.ones(nb * BLOCK_CPU, dtype=theta.dtype)
-    slope = np.empty(nb * BLOCK_CPU, dtype=theta.dtype)
-    _slope_pass(XP, 0, 0, N, mu, theta[n], N, H, mask[n], view, WT, W2s, vec, AP, H1P, H2P, G1P,
-                G2P, ones, slope)
-    for b in range(B):
-        out[b, n] = slope[b]
-
-
-def _slopes_cpu_body(XP, MU, mask, theta, out, n_inputs, H, view):
-    B, N = MU.shape
-    for n in prange(N):
-        if n < n_inputs:
-            for b in range(B):
-                out[b, n] = 0.0
-        else:
-            _slopes_neuron_cpu(n, XP, MU, mask, theta, out, H, view)
-
-
-_slopes_cpu_serial = _compiled(_slopes_cpu_body, "_slopes_mlp_cpu_serial")
-_slopes_cpu_parallel = _compiled(_slopes_cpu_body, "_slopes_mlp_cpu_parallel", parallel=True)
-
 # Below this many multiply-adds per call (a few ms of serial work) the parallel region's start,
 # join and imbalance over N neurons cost more than the split saves: measured on a 2-core machine,
 # 16 × 4 × 16 (causal, 1e5 multiply-adds) took 0.17 ms serial and 11 ms parallel, and parallel
@@ -1085,24 +1048,6 @@ def update_mlp_cpu(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K
            bias, theta, theta_bar, adam_m, adam_v, diag, int(n_inputs), H, view, optimizer,
            bool(cfg.actor), *_scalars(theta, cfg, step))
     return diag
-
-
-def slopes_mlp_cpu(V, y, mask, theta, n_inputs, activation, view, out):
-    """:func:`slopes_mlp_reference` on the CPU, written into ``out (B, N)``; returns ``out``."""
-    B, N = V.shape
-    H = mlp_hidden(N, theta.shape[1])
-    dtype = theta.dtype
-    V = np.ascontiguousarray(V, dtype=dtype)
-    y = np.ascontiguousarray(y, dtype=dtype)
-    XP = np.empty((_panel_blocks(B, 1, False), N, BLOCK_CPU), dtype=dtype)
-    _pack_panels(V, N, B, 1, True, False, XP)
-    MU, SG, MUN = (np.empty_like(y) for _ in range(3))
-    _actions_cpu(y, y, int(activation), MU, SG, MUN)
-    kernel = (_slopes_cpu_parallel if B * N * (H * (N + 1) + 2 * H * H) >= PARALLEL_MIN_WORK
-              else _slopes_cpu_serial)
-    kernel(XP, MU, np.ascontiguousarray(mask, dtype=dtype), theta, out, int(n_inputs), H,
-           VIEWS[view])
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1347,31 +1292,6 @@ def _update_kernel(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K
         diag[n, 2] = s_slope * inv
 
 
-@_cuda_jit
-def _slopes_kernel(V, y, mask, theta, out, n_inputs, activation, H, view):
-    h1s = cuda.shared.array(HS_SHAPE, float32)
-    g2s = cuda.shared.array(HS_SHAPE, float32)
-    red = cuda.shared.array(RED_SHAPE, float32)
-    n = cuda.blockIdx.x
-    k = cuda.threadIdx.x
-    q = cuda.threadIdx.y
-    B = V.shape[0]
-    N = V.shape[1]
-    if n < n_inputs:
-        for b in range(q * MAX_HIDDEN + k, B, NTHREADS):
-            out[b, n] = float32(0.0)
-        return
-    for j0 in range(0, B, TILE_S):
-        b = j0 + q
-        live = b < B
-        bb = b if live else 0
-        slope = _slope_tile(theta[n], V[bb], mask[n], activate_cuda(y[bb, n], activation), live,
-                            k, q, N, H, view, h1s, g2s, red)
-        if live and k == 0:
-            out[b, n] = slope
-        cuda.syncthreads()
-
-
 def _check_hidden_cuda(H):
     if H > MAX_HIDDEN:
         raise ValueError(f"update_mlp cuda face: hidden size H = {H} exceeds MAX_HIDDEN = "
@@ -1408,22 +1328,8 @@ def update_mlp_cuda(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, 
     return diag
 
 
-def slopes_mlp_cuda(V, y, mask, theta, n_inputs, activation, view, out, stream=0):
-    """:func:`slopes_mlp_reference` on the GPU, float32, written into ``out (B, N)``."""
-    B, N = V.shape
-    H = mlp_hidden(N, theta.shape[1])
-    _check_hidden_cuda(H)
-    _slopes_kernel[(max(1, N),), (MAX_HIDDEN, TILE_S), stream](
-        V, y, mask, theta, out, np.int32(n_inputs), np.int32(activation), np.int32(H),
-        np.int32(VIEWS[view]))
-    return out
-
-
 FACES = {"numpy": update_mlp_reference, "cpu": update_mlp_cpu, "cuda": update_mlp_cuda}
 """The update face each backend runs (:mod:`leaky.core.backend` names)."""
-SLOPE_FACES = {"numpy": slopes_mlp_reference, "cpu": slopes_mlp_cpu, "cuda": slopes_mlp_cuda}
-"""The slopes-only face each backend runs: ∂Q_n/∂α at α = μ, nothing updated (leaky align's
-per-neuron critic slopes)."""
 
 # Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
 _F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
@@ -1432,5 +1338,4 @@ CUDA_KERNELS = [
                       f"{_I1}, {_I1}, {_F2}, {_F1}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, "
                       f"int32, int32, int32, int32, int32, boolean, float32, float32, float32, "
                       f"float32, float32, float32, float32)"]),
-    (_slopes_kernel, [f"void({_F2}, {_F2}, {_F2}, {_F2}, {_F2}, int32, int32, int32, int32)"]),
 ]
