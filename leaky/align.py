@@ -51,7 +51,7 @@ from leaky.backend import to_numpy
 from leaky.config import NetworkConfig
 from leaky.ddpg import DDPGConfig, DDPGLearner, actor_forward
 from leaky.errors import ConfigError
-from leaky.network import Network, StepCache
+from leaky.network import Network
 from leaky.validate import Choice, Int, Ints, Real, Rule, Text, check_fields
 
 CRITIC_ESTIMATORS = ("advantage", "mlp", "linear")
@@ -578,6 +578,8 @@ def plot_alignment(table: dict, groups: dict, n_inputs: int, estimators, path: s
                    stats=("row_corr", "row_cos", "sign", "slope_corr")) -> None:
     """PNG of median (line) and quartiles (band) over each layer's neurons, over training: one
     row of panels per statistic, one column per layer, one colour per estimator."""
+    import warnings
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -600,7 +602,8 @@ def plot_alignment(table: dict, groups: dict, n_inputs: int, estimators, path: s
                 x = np.asarray(col)[:, pos]
                 if not np.isfinite(x).any():
                     continue
-                with np.errstate(all="ignore"), _quiet():
+                with warnings.catch_warnings():   # a measurement whose values are all NaN
+                    warnings.simplefilter("ignore", RuntimeWarning)
                     q25, q50, q75 = np.nanpercentile(x, [25, 50, 75], axis=1)
                 ax.plot(steps, q50, color=colours(c), label=est, lw=1.2)
                 ax.fill_between(steps, q25, q75, color=colours(c), alpha=0.15, lw=0)
@@ -618,24 +621,6 @@ def plot_alignment(table: dict, groups: dict, n_inputs: int, estimators, path: s
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _quiet():
-    import warnings
-
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.simplefilter("ignore", RuntimeWarning)
-
-    class _Exit:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            ctx.__exit__(*exc)
-            return False
-
-    return _Exit()
 
 
 # ---------------------------------------------------------------------------------------------
