@@ -615,10 +615,10 @@ def plot_alignment(table: dict, groups: dict, n_inputs: int, estimators, path: s
             if i == len(stats) - 1:
                 ax.set_xlabel("env step")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper right", fontsize=8)
     fig.suptitle("local estimates vs BPTT: median and quartiles over neurons")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    if handles:   # below the panels, where it hides no curve
+        fig.legend(handles, labels, loc="lower center", ncol=min(len(handles), 8), fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
