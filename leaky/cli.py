@@ -15,6 +15,7 @@ COMMANDS = (
     "leaky.bench",
     "leaky.sweep",
     "leaky.trace_cli",
+    "leaky.align",
 )
 
 
