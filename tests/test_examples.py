@@ -21,3 +21,15 @@ def test_main_job_runs_and_reports(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "what was learned" in out and "ddpg" in out and "local" in out
     assert "the backprop-free learner's final return is" in out
+
+
+def test_align_gradients_prints_per_layer_figures(capsys, monkeypatch, tmp_path):
+    """Experiment 1's example on a tiny budget (docs/align.md has the 20k-step figures)."""
+    png = tmp_path / "align.png"
+    monkeypatch.setattr(sys, "argv", ["align_gradients.py", "--steps", "160", "--hidden", "4", "3",
+                                      "--every", "40", "--learning-starts", "64", "--batch-size", "32",
+                                      "--estimators", "advantage,perturb8,feedback", "--png", str(png)])
+    runpy.run_path(str(EXAMPLES / "align_gradients.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "perturb8   tau0" in out and "best-aligned estimator:" in out
+    assert png.exists()

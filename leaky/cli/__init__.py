@@ -15,6 +15,7 @@ COMMANDS = (
     "leaky.bench",
     "leaky.training.sweep",
     "leaky.trace.cli",
+    "leaky.training.align",
 )
 
 

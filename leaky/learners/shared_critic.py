@@ -51,6 +51,21 @@ def layer_groups(net: Network) -> dict[str, np.ndarray]:
     return groups
 
 
+def group_cosines(G, Gb, ref_K, ref_b, groups: dict, backend) -> dict:
+    """Cosines of a row gradient ``(G (N, N), Gb (N,))`` with ``(ref_K, ref_b)``, flattened over
+    the rows of each group (``cos_<group>``) and over every group's rows together (``cos_all``):
+    backend scalars (0-d arrays)."""
+    xp = backend.xp
+    out = {}
+    for name, ids in {**groups, "all": np.concatenate(list(groups.values()))}.items():
+        idx = backend.asarray(ids, dtype=np.int64)
+        a = xp.concatenate([G[idx].reshape(-1), Gb[idx]])
+        r = xp.concatenate([ref_K[idx].reshape(-1), ref_b[idx]])
+        denom = xp.sqrt((a * a).sum() * (r * r).sum())
+        out[f"cos_{name}"] = (a * r).sum() / xp.maximum(denom, 1e-30)
+    return out
+
+
 class SharedCriticLearner(DDPGLearner):
     """DDPG whose actor step is a backprop-free credit rule (``LocalConfig.rule``).
 
@@ -178,16 +193,8 @@ class SharedCriticLearner(DDPGLearner):
     def cosines(self, ref_K, ref_b) -> dict:
         """Cosines of the last credit gradient ``(G, Gb)`` with ``(ref_K, ref_b)`` (BPTT's ascent
         direction on the same minibatch), per group of :func:`layer_groups` (``cos_<group>``)
-        and over every agent row (``cos_all``)."""
-        xp = self.xp
-        out = {}
-        for name, ids in {**self.groups, "all": np.concatenate(list(self.groups.values()))}.items():
-            idx = self.backend.asarray(ids, dtype=np.int64)
-            a = xp.concatenate([self.G[idx].reshape(-1), self.Gb[idx]])
-            r = xp.concatenate([ref_K[idx].reshape(-1), ref_b[idx]])
-            denom = xp.sqrt((a * a).sum() * (r * r).sum())
-            out[f"cos_{name}"] = (a * r).sum() / xp.maximum(denom, 1e-30)
-        return out
+        and over every agent row (``cos_all``): :func:`group_cosines`."""
+        return group_cosines(self.G, self.Gb, ref_K, ref_b, self.groups, self.backend)
 
     # -- checkpoints ------------------------------------------------------------------------
 
