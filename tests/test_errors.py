@@ -62,20 +62,18 @@ def test_plot_out_that_cannot_be_written(tmp_path, capsys):
     assert "--out" in line and str(out) in line and "expected a directory" in line
 
 
-def test_sweep_report_of_a_missing_file_and_ray_without_ray(tmp_path, capsys):
+def test_sweep_report_of_a_missing_file_and_ray_without_ray(tmp_path, capsys, monkeypatch):
     line = _one_error_line(capsys, ["sweep", "--report", str(tmp_path / "none.jsonl")], "sweep")
     assert "--report" in line and "none.jsonl" in line and "expected a results file" in line
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        spec = tmp_path / "spec.json"
-        spec.write_text('{"env": "Pendulum-v1", "steps": 8, "seeds": [0], "variants": {"a": {}}}')
-        out = tmp_path / "out.jsonl"
-        line = _one_error_line(capsys, ["sweep", str(spec), "--out", str(out), "--ray"], "sweep")
-        assert "--ray" in line and "pip install 'leaky[ray]'" in line
-        assert not out.exists()                     # refused before the results file was touched
-    else:  # pragma: no cover
-        pytest.skip("Ray is installed here")
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)   # Ray not installed (the test extras install it)
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"env": "Pendulum-v1", "steps": 8, "seeds": [0], "variants": {"a": {}}}')
+    out = tmp_path / "out.jsonl"
+    line = _one_error_line(capsys, ["sweep", str(spec), "--out", str(out), "--ray"], "sweep")
+    assert "--ray" in line and "pip install 'leaky[ray]'" in line
+    assert not out.exists()                     # refused before the results file was touched
 
 
 def test_a_closed_pipe_is_not_a_traceback(tmp_path):
