@@ -16,25 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import gymnasium as gym
 import numpy as np
 
+from leaky.training.table import random_return
+
 TIE = 0.02
-
-
-def random_return(env_id: str, episodes: int = 100) -> float:
-    env = gym.make(env_id)
-    env.action_space.seed(0)
-    total = []
-    for ep in range(episodes):
-        env.reset(seed=10_000 + ep)
-        done, ret = False, 0.0
-        while not done:
-            _, r, term, trunc, _ = env.step(env.action_space.sample())
-            ret, done = ret + float(r), term or trunc
-        total.append(ret)
-    env.close()
-    return float(np.mean(total))
 
 
 def load(path):

@@ -16,6 +16,7 @@ COMMANDS = (
     "leaky.training.sweep",
     "leaky.trace.cli",
     "leaky.training.align",
+    "leaky.training.table",
 )
 
 
