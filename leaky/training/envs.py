@@ -4,12 +4,18 @@
 ``a ∈ [-1, 1]``; reward ``−(a − a*(s))²`` with ``a*(s) = 0.8·tanh(w·s)`` for a fixed ``w``.
 The best policy is state-dependent, so a learner that cannot encode one (a constant ``∂Q/∂α``)
 fails it, and ``∂r/∂a = −2(a − a*(s))`` is known exactly for checking critics' slopes.
+
+``leaky/PendulumNoVelocity-v1``: Pendulum-v1 (same dynamics, reward, 200-step episodes) that
+observes only ``[cos θ, sin θ]``. The angular velocity is hidden, so a policy that sees one
+observation cannot tell a swing to the left from one to the right; a network with memory (leak,
+recurrence) can, from the change of the angle over steps (examples/memory.py).
 """
 
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
 
 class ContextualBandit(gym.Env):
@@ -37,5 +43,17 @@ class ContextualBandit(gym.Env):
         return self._s.copy(), reward, True, False, {}
 
 
+class PendulumNoVelocity(PendulumEnv):
+    def __init__(self, render_mode: str | None = None, g: float = 10.0):
+        super().__init__(render_mode=render_mode, g=g)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def _get_obs(self):
+        theta, _ = self.state
+        return np.array([np.cos(theta), np.sin(theta)], dtype=np.float32)
+
+
 if "leaky/ContextualBandit-v0" not in gym.registry:
     gym.register("leaky/ContextualBandit-v0", entry_point=ContextualBandit)
+if "leaky/PendulumNoVelocity-v1" not in gym.registry:
+    gym.register("leaky/PendulumNoVelocity-v1", entry_point=PendulumNoVelocity, max_episode_steps=200)

@@ -37,6 +37,8 @@ def random_return(env_id: str, episodes: int = 100) -> float:
     10000, 10001, …, actions from ``action_space.sample()`` seeded with 0."""
     import gymnasium as gym
 
+    import leaky.training.envs  # noqa: F401  (leaky's own ids too)
+
     env = gym.make(env_id)
     try:
         env.action_space.seed(0)
