@@ -43,6 +43,7 @@ from leaky.kernels import update_local as ul
 from leaky.kernels.scalar import ACTIVATIONS
 from leaky.model.network import Network
 from leaky.learners.base import OnlineLearner, Transition
+from leaky.learners.replay import RingBuffer
 from leaky.core.validate import Bool, Choice, Int, Ints, Real, check_fields
 from leaky.learners.value import VALUE_RULES, SharedValue, ValueOptions
 
@@ -328,7 +329,8 @@ class LocalLearner(OnlineLearner):
 
 
 class _TransitionBuffer:
-    """Ring buffer of per-environment transitions on the backend (the paper's cache replay).
+    """The paper's cache replay: per-environment transitions of one step in a
+    :class:`~leaky.learners.replay.RingBuffer`.
 
     Row i holds one environment's transition of one step: ``V, y, alpha, V_next, y_next``
     (T, N) and ``reward, cont`` (T,). Sampling returns ``Transitions`` shaped (T, batch, N).
@@ -337,44 +339,22 @@ class _TransitionBuffer:
     FIELDS = ("V", "y", "alpha", "V_next", "y_next", "reward", "cont")
 
     def __init__(self, capacity: int, net: Network):
-        self.capacity, self.pos, self.size = int(capacity), 0, 0
         self.xp = net.xp
-        self.be = net.backend
-        self.data = None
+        self.ring = RingBuffer(capacity, self.FIELDS, net.backend, what="LocalConfig.replay")
 
     def __len__(self):
-        return self.size
+        return len(self.ring)
 
     def add(self, tr: ul.Transitions) -> None:
-        xp = self.xp
-        rows = [xp.moveaxis(getattr(tr, f), 1, 0) for f in self.FIELDS]   # (B, T, …)
-        B = rows[0].shape[0]
-        if self.data is None:
-            self.data = [self.be.zeros((self.capacity,) + r.shape[1:], dtype=r.dtype) for r in rows]
-        idx = (self.pos + np.arange(B)) % self.capacity
-        idx_dev = self.be.asarray(idx, dtype=np.int64)
-        for store, r in zip(self.data, rows):
-            store[idx_dev] = r
-        self.pos = int((self.pos + B) % self.capacity)
-        self.size = min(self.capacity, self.size + B)
+        self.ring.put({f: self.xp.moveaxis(getattr(tr, f), 1, 0) for f in self.FIELDS})   # (B, T, …)
 
     def state_dict(self) -> dict:
-        state = {"pos": self.pos, "size": self.size}
-        if self.data is not None:
-            state.update({f: store[: self.size] for f, store in zip(self.FIELDS, self.data)})
-        return state
+        return self.ring.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        self.pos, self.size = int(state["pos"]), int(state["size"])
-        if self.size:
-            self.data = []
-            for f in self.FIELDS:
-                rows = self.be.asarray(state[f])
-                store = self.be.zeros((self.capacity,) + rows.shape[1:], dtype=rows.dtype)
-                store[: self.size] = rows
-                self.data.append(store)
+        self.ring.load_state_dict(state)
 
     def sample(self, batch: int, rng) -> ul.Transitions:
         xp = self.xp
-        idx = rng.integers(self.size, batch)
-        return ul.Transitions(*(xp.ascontiguousarray(xp.moveaxis(store[idx], 0, 1)) for store in self.data))
+        rows = self.ring.rows(rng.integers(len(self.ring), batch))
+        return ul.Transitions(*(xp.ascontiguousarray(xp.moveaxis(rows[f], 0, 1)) for f in self.FIELDS))
