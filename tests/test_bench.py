@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from leaky import bench
+from leaky.bench.timing import _check
 from leaky.cli import main
 from leaky.kernels import step as step_kernels
 from leaky.kernels import update_local as ul
@@ -91,10 +92,10 @@ def test_bench_table_and_unknown_suite(capsys):
 def test_check_refuses_a_wrong_result():
     want = tuple(np.zeros((2, 3, 4)) for _ in range(4))
     got = tuple(w.astype(np.float32) for w in want)
-    bench._check(got, want, 4, "same")
+    _check(got, want, 4, "same")
     bad = (got[0] + 1e-2,) + got[1:]
     with pytest.raises(AssertionError, match="differs from the reference"):
-        bench._check(bad, want, 4, "bad")
+        _check(bad, want, 4, "bad")
 
 
 @pytest.mark.parametrize("family", ["advantage", "linear"])

@@ -421,8 +421,8 @@ def test_killed_writer_with_a_damaged_uncommitted_index_keeps_its_committed_rows
     the committed rows must not touch it (``get_storage_size`` walks the whole index and fails)."""
     path = tmp_path / "torn.h5"
     code = writer_script("""
-        import leaky.trace
-        leaky.trace._CHUNK_BYTES = 64
+        import leaky.trace.format
+        leaky.trace.format._CHUNK_BYTES = 64
         tr = Trace(sys.argv[1], n_envs=B, obs_dim=OBS, act_dim=ACT, n_neurons=N, delay=L,
                    log_envs="all", voltages="last", flush_every=10**6)
         for t in range(32):                  # 128 rows: the first two chunks of 64, committed
@@ -463,8 +463,8 @@ def test_sigkill_at_any_moment_leaves_a_consistent_file(tmp_path, delay_s):
     a flush may be cut in half): the file opens and every committed row is right."""
     path = tmp_path / "k.h5"
     code = writer_script("""
-        import leaky.trace
-        leaky.trace._CHUNK_BYTES = 2048
+        import leaky.trace.format
+        leaky.trace.format._CHUNK_BYTES = 2048
         tr = Trace(sys.argv[1], n_envs=B, obs_dim=OBS, act_dim=ACT, n_neurons=N, delay=L,
                    log_envs="all", voltages="all", flush_every=7)
         print("ready", flush=True)
