@@ -104,7 +104,7 @@ def _fill_normal_kernel(seed, stream, counter, std, out):
     fill_normal_span_cuda(seed, stream, counter, std, out, cuda.grid(1), cuda.gridsize(1))
 
 
-# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py).
+# Signatures the PTX test compiles for sm_80 and sm_90 (tests/kernels/test_ptx.py).
 CUDA_KERNELS = [
     (_fill_normal_kernel, ["void(uint32, uint32, int64[::1], float32[::1], float32[::1])"]),
 ]

@@ -1331,7 +1331,7 @@ def update_mlp_cuda(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, 
 FACES = {"numpy": update_mlp_reference, "cpu": update_mlp_cpu, "cuda": update_mlp_cuda}
 """The update face each backend runs (:mod:`leaky.core.backend` names)."""
 
-# Signatures the PTX test compiles for sm_80 and sm_90 (tests/test_ptx.py): (kernel, [sig, …]).
+# Signatures the PTX test compiles for sm_80 and sm_90 (tests/kernels/test_ptx.py): (kernel, [sig, …]).
 _F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
 CUDA_KERNELS = [
     (_update_kernel, [f"void({_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F2}, {_F2}, {_I1}, {_F2}, "

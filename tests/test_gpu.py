@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.kernels.step_cases import assert_faces_agree, random_step_case, run_face
-from tests.training_cases import TRAINS_OPTIONS, assert_learned, short_run
+from tests.training.training_cases import TRAINS_OPTIONS, assert_learned, short_run
 
 pytestmark = pytest.mark.gpu
 

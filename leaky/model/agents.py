@@ -5,7 +5,7 @@ Neuron n sees the network's voltages ``V`` (its state), takes the action
 neurons (with their own exploration noise), the leak and, at the end of an environment step,
 the environment through the sensors, moves the state to ``V'``. Theorem 2.2.1 in its checkable
 form: stepping every neuron through its own ``T^n`` reproduces the network's trajectory, which
-``tests/test_agents.py`` holds. Written per neuron, in float64, independently of the kernels.
+``tests/model/test_agents.py`` holds. Written per neuron, in float64, independently of the kernels.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Numbers a fresh process computes with the cpu kernels, for tests/test_cache.py.
+"""Numbers a fresh process computes with the cpu kernels, for tests/kernels/test_cache.py.
 
-    python -m tests.cache_probe OUT.npz serial     # the serial step schedule, then a short run
-    python -m tests.cache_probe OUT.npz all        # every schedule (serial first), then the run
+    python -m tests.kernels.cache_probe OUT.npz serial     # the serial step schedule, then a short run
+    python -m tests.kernels.cache_probe OUT.npz all        # every schedule (serial first), then the run
 
 Run twice with one ``NUMBA_CACHE_DIR``: the first process compiles and fills the cache, the
 second loads what the first wrote (and compiles what it lacks, here the parallel schedules,

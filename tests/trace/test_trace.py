@@ -30,7 +30,7 @@ from leaky.core.errors import ConfigError, InputError, TraceError
 from leaky.trace import (COUNT_FIELDS, FORMAT_NAME, FORMAT_VERSION, Trace, default_neurons,
                          export_minari, open_trace)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # Step t of a B-env run, every value a function of (t, env, neuron, internal step) so any row
 # read back can be checked. Env b's episodes end every PERIOD[b] steps (terminated on even

@@ -1,5 +1,5 @@
 """A short training run and how far it moved the weights: shared by the cpu training test
-(tests/test_train.py) and the GPU one (tests/test_gpu.py)."""
+(tests/training/test_train.py) and the GPU one (tests/test_gpu.py)."""
 
 import numpy as np
 

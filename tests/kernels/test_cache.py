@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _probe(cache_dir, out, which):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
     env.pop("NUMBA_DISABLE_JIT", None)
-    done = subprocess.run([sys.executable, "-m", "tests.cache_probe", str(out), which], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "tests.kernels.cache_probe", str(out), which], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(np.load(out))
