@@ -6,10 +6,10 @@ An environment step of the local learner on the GPU is, with every array preallo
     act:    _prepare_kernel      noise ξ (counter-based, kernels/noise.py) and encoded sensors u
             _step_kernel         ℓ internal steps (kernels/step)
             _decode_kernel       action = δ(V[:, O]); advances the noise counter
-    learn:  _transitions_kernel  the transitions of the previous step (kernels/update_local.py's
+    learn:  _transitions_kernel  the transitions of the previous step (kernels/update_local/'s
                                  ``build_transitions``, truncated rows bootstrapped); advances
                                  the Adam step and writes its bias-corrected scalars
-            _update_kernel       every critic, row of K and bias (kernels/update_local.py)
+            _update_kernel       every critic, row of K and bias (kernels/update_local/)
 
 Everything a replay must change between steps (the noise counter, the Adam step) lives in
 device memory and is advanced by a kernel, so one captured graph serves every step.

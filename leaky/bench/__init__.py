@@ -7,8 +7,8 @@ Sub-suites (``leaky bench SUITE …``; default ``ceiling step``):
   against the composed alternative (GEMM + elementwise, ``step_composed`` on NumPy or CuPy) and
   against bare SGEMM of the same shape (``ℓ`` GEMMs ``(B, N) × (N, N)``), the ceiling no fused
   step can beat on the CPU; layered networks also against the per-layer GEMMs of their blocks.
-* ``update``: each face of the fused local update (``kernels/update_local.py``, advantage
-  critics; ``kernels/update_mlp.py``, MLP critics; Adam, causal clock) against the same update
+* ``update``: each face of the fused local update (``kernels/update_local/``, advantage
+  critics; ``kernels/update_mlp/``, MLP critics; Adam, causal clock) against the same update
   composed from GEMMs (:func:`update_local_composed`, :func:`update_mlp_composed`; NumPy, and
   CuPy on a GPU); then one whole learner update, the local learner against DDPG on the same
   dense network with the DDPG critic sized for an equal trainable-parameter count, and against
@@ -29,7 +29,7 @@ Local update (advantage, view all, causal clock: S = B transitions per neuron): 
 neuron and transition ``6N + nnz_n`` multiply-adds (w·x, p·x, w̄·x', the w and p gradients,
 the slope with the updated p, the row of K); bytes the five (ℓ, B, N) transition arrays read,
 the four (N, 2N+3) critic arrays and K read and written. MLP critics (H hidden units):
-``4H(N+1) + 6H²`` per agent and transition plus the row of K (kernels/update_mlp.py's count),
+``4H(N+1) + 6H²`` per agent and transition plus the row of K (kernels/update_mlp/'s count),
 the four (N, P) parameter arrays read and written. DDPG update: ``4·ℓ·B·nnz(K)`` for
 the actor (two forward passes, one backward with two GEMMs per step) plus five critic passes.
 

@@ -180,7 +180,7 @@ def update_counts(N, S, T, B, nnz, n_inputs, family="advantage"):
 
 
 def mlp_update_counts(N, S, T, B, H, nnz, n_inputs):
-    """(FLOPs, bytes) of one MLP-critic update (kernels/update_mlp.py's count, agents only)."""
+    """(FLOPs, bytes) of one MLP-critic update (kernels/update_mlp/'s count, agents only)."""
     macs = S * (N - n_inputs) * (4 * H * (N + 1) + 6 * H * H) + S * nnz
     width = H * (N + 1) + H * H + 3 * H + 1
     nbytes = 4.0 * (5 * T * B * N + 2 * T * B + 2 * 4 * N * width + 2 * N * N + 2 * N + 3 * N)

@@ -1,8 +1,8 @@
 """The per-neuron critics' learner side: their hyperparameters, their initial state and the
 transitions they learn from.
 
-The arithmetic of an update lives in the kernels (kernels/update_local.py for the ``advantage``
-and ``linear`` families, kernels/update_mlp.py for the ``mlp`` family); this module holds what
+The arithmetic of an update lives in the kernels (kernels/update_local/ for the ``advantage``
+and ``linear`` families, kernels/update_mlp/ for the ``mlp`` family); this module holds what
 a learner decides: :class:`UpdateConfig` and :class:`MLPUpdateConfig` (checked, with the integer
 codes the kernels take), :func:`init_mlp_critics`, and :func:`build_transitions`, which turns two
 consecutive environment steps' caches into the kernels' :class:`Transitions`.

@@ -3,8 +3,8 @@
 
 Each environment step the network acts with per-neuron Gaussian noise ξ; one step later the
 step's cache becomes a batch of transitions (``build_transitions``: the ``causal`` or
-``internal`` clock) and ONE fused kernel call (``kernels/update_local.py``, or
-``kernels/update_mlp.py`` for the ``mlp`` family) updates every neuron's critic, its row of K
+``internal`` clock) and ONE fused kernel call (``kernels/update_local/``, or
+``kernels/update_mlp/`` for the ``mlp`` family) updates every neuron's critic, its row of K
 and its bias. With ``baseline="dopamine"`` a shared value function of the voltages is trained
 by TD first and its TD error is broadcast to every neuron.
 

@@ -136,7 +136,7 @@ class CriticEstimator:
     :class:`~leaky.learners.local.LocalLearner` with ``lr_actor = 0``, learning online from every step.
 
     Its row gradient on a minibatch is the actor step the rule would take there (module
-    docstring of ``kernels/update_local.py``): ``G[n] = mean[g_n σ'(y_n) V] ⊙ M[n]`` with the
+    docstring of ``kernels/update_local/``): ``G[n] = mean[g_n σ'(y_n) V] ⊙ M[n]`` with the
     slope ``g_n = ∂Q_n/∂α`` at ``α = μ_n``, at the decision step (``causal``) or averaged over
     every internal step (``internal``, the literal rule).
     """

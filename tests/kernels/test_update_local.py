@@ -1,4 +1,4 @@
-"""The fused local update (kernels/update_local.py).
+"""The fused local update (kernels/update_local/).
 
 The cpu face against the float64 reference on awkward shapes (hypothesis), the reference against
 the formulas of docs/design.md#3-every-neuron-is-an-agent computed directly (actor step; critic
@@ -19,6 +19,7 @@ from leaky.core.errors import ConfigError
 from leaky.kernels import update_local as ul
 from leaky.learners.critics import UpdateConfig, build_transitions, dopamine_td, neuron_slices
 from leaky.kernels.update_local import critic_layout
+from leaky.kernels.update_local.boundary import _masks
 
 MUTABLE = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
 OUTPUTS = MUTABLE + ("diag",)
@@ -270,7 +271,7 @@ def test_critic_step_is_the_semi_gradient(family, baseline, view, rng):
     lay = critic_layout(N)
     for n in range(n_in, N):
         row = params["theta"][n]
-        trained, _ = ul._masks(ul.FAMILIES[family], ul.VIEWS[view], ul.BASELINES[baseline],
+        trained, _ = _masks(ul.FAMILIES[family], ul.VIEWS[view], ul.BASELINES[baseline],
                                args["mask"][n] != 0)
         grad = np.zeros(lay.width)
         for j in np.flatnonzero(trained):

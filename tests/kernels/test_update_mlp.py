@@ -1,4 +1,4 @@
-"""The fused MLP-critic update (kernels/update_mlp.py).
+"""The fused MLP-critic update (kernels/update_mlp/).
 
 The cpu face against the float64 reference on awkward shapes (hypothesis): compiled for float64
 it must agree to 1e-12 (the same algorithm), compiled for float32 within a stated roundoff bound.
