@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover
     cuda = None
 
 from leaky.kernels.jit import cuda_jit, shared
+from leaky.kernels.spec import F1, L1, KernelSpec, Launch, cuda_kernels
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _PHILOX_M = np.uint64(0xD256D193)
@@ -104,10 +105,17 @@ def _fill_normal_kernel(seed, stream, counter, std, out):
     fill_normal_span_cuda(seed, stream, counter, std, out, cuda.grid(1), cuda.gridsize(1))
 
 
+FILL_NORMAL_SPEC = KernelSpec.typed(_fill_normal_kernel, ("uint32", "uint32", L1, F1, F1))
+
+
+def fill_normal_launch(seed, stream, counter, std, out, blocks, threads) -> Launch:
+    """The launch of the GPU fill: ``blocks × threads`` grid-stride threads over the flat ``out``."""
+    return FILL_NORMAL_SPEC.launch(blocks, threads, dict(seed=seed, stream=stream, counter=counter,
+                                                         std=std, out=out))
+
+
 # Signatures the PTX test compiles for sm_80 and sm_90 (tests/kernels/test_ptx.py).
-CUDA_KERNELS = [
-    (_fill_normal_kernel, ["void(uint32, uint32, int64[::1], float32[::1], float32[::1])"]),
-]
+CUDA_KERNELS = cuda_kernels(FILL_NORMAL_SPEC)
 
 
 @njit(cache=True)

@@ -62,7 +62,7 @@ def on_device(face):
 ])
 def test_cuda_local_update_matches_reference(B, N, ell, n_in, clock, view, family, baseline):
     from leaky.kernels import update_local as ul
-    from tests.kernels.test_update_local import assert_faces_agree, random_update_case, run_face
+    from tests.kernels.update_local_cases import assert_faces_agree, random_update_case, run_face
 
     rng = np.random.default_rng(B + N)
     args, params, cfg, flags = random_update_case(rng, B, N, ell, n_in, clock, view, family, baseline)
@@ -74,7 +74,7 @@ def test_cuda_local_update_matches_reference(B, N, ell, n_in, clock, view, famil
 @pytest.mark.parametrize("B, N, H, ell, n_in", [(1, 3, 1, 1, 1), (64, 70, 16, 2, 3), (16, 33, 64, 3, 2)])
 def test_cuda_mlp_update_matches_reference(B, N, H, ell, n_in):
     from leaky.kernels import update_mlp as um
-    from tests.kernels.test_update_mlp import assert_faces_agree, random_mlp_case, run_face, tolerance
+    from tests.kernels.update_mlp_cases import assert_faces_agree, random_mlp_case, run_face, tolerance
 
     rng = np.random.default_rng(B + N + H)
     args, params, cfg, flags = random_mlp_case(rng, B, N, H, ell, n_in)

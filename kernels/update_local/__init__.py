@@ -42,27 +42,32 @@ critic, two gradient rows, the slope and the row of K. Bytes: the voltage slices
 (``2·S·N`` floats, shared by all neurons through the cache), the parameter rows read and written
 once.
 
-The folder, one module a job: boundary.py (the option codes, the critic layout, the
-:class:`Transitions` the faces read and the learner-side helpers on them), reference.py
-(``update_local_reference``, NumPy float64, the definition), residual.py (the scalar math the
-compiled faces share), cpu.py (``update_local_cpu``, numba.njit, tiles of up to 32 neurons) and
-cuda.py (``update_local_cuda``, one launch of one block per neuron; ``update_local_launch`` is that
-launch for a captured program).
+Faces, one signature ``update_local_<face>(tr, top, actor, critic, sc, out)``
+(boundary.py: the ``kernels.data`` tuples and :class:`LocalScalars`): ``update_local_reference``
+(reference.py, NumPy float64, the definition; ``update_local_composed`` beside it, the same
+update from whole-array NumPy calls, what the faces are benchmarked against),
+``update_local_cpu`` (cpu.py, numba.njit, tiles of up to 32 neurons; ``out.work`` a
+``cpu_workspace``) and ``update_local_cuda`` (cuda.py, one launch of one block per neuron;
+``update_local_launch`` is that launch for a captured program). residual.py holds the scalar
+math the compiled faces share; boundary.py the option codes, the critic layout and the
+learner-side helpers (record slices, critic values).
 """
 
 from __future__ import annotations
 
-from leaky.kernels.update_local.boundary import (BASELINES, CLOCKS, FAMILIES, OPTIMIZERS, VIEWS, CriticLayout,
-                                                 Transitions, critic_layout, critic_values,
-                                                 record_slices)
+from leaky.kernels.update_local.boundary import (BASELINES, CLOCKS, FAMILIES, OPTIMIZERS, VIEWS, ActorRows,
+                                                 CriticLayout, CriticState, LocalScalars, Topology, Transitions,
+                                                 UpdateOut, critic_layout, critic_values, record_slices)
 from leaky.kernels.update_local.cpu import PARALLEL_MIN_WORK, TILE_CPU, cpu_workspace, update_local_cpu
-from leaky.kernels.update_local.cuda import BLOCK, CUDA_KERNELS, UPDATE_SPEC, update_local_cuda, update_local_launch
-from leaky.kernels.update_local.reference import update_local_reference
+from leaky.kernels.update_local.cuda import (BLOCK, CUDA_KERNELS, UPDATE_SPEC, cuda_workspace, update_local_cuda,
+                                             update_local_launch)
+from leaky.kernels.update_local.reference import update_local_composed, update_local_reference
 
 FACES = {"numpy": update_local_reference, "cpu": update_local_cpu, "cuda": update_local_cuda}
 """The face each backend runs (:mod:`leaky.core.backend` names)."""
 
-__all__ = ["BASELINES", "BLOCK", "CLOCKS", "CUDA_KERNELS", "CriticLayout", "FACES", "FAMILIES", "OPTIMIZERS",
-           "PARALLEL_MIN_WORK", "TILE_CPU", "Transitions", "UPDATE_SPEC", "VIEWS", "critic_layout",
-           "critic_values", "cpu_workspace", "record_slices", "update_local_cpu", "update_local_cuda",
-           "update_local_launch", "update_local_reference"]
+__all__ = ["ActorRows", "BASELINES", "BLOCK", "CLOCKS", "CUDA_KERNELS", "CriticLayout", "CriticState", "FACES",
+           "FAMILIES", "LocalScalars", "OPTIMIZERS", "PARALLEL_MIN_WORK", "TILE_CPU", "Topology", "Transitions",
+           "UPDATE_SPEC", "UpdateOut", "VIEWS", "critic_layout", "critic_values", "cpu_workspace", "cuda_workspace",
+           "record_slices", "update_local_composed", "update_local_cpu", "update_local_cuda", "update_local_launch",
+           "update_local_reference"]

@@ -1,18 +1,25 @@
-"""The call boundary of the fused local update: the option codes, the critic layout, the transitions
-the faces read, and the learner-side helpers on them (record slices, critic values, masks)."""
+"""The call boundary of the fused local update: what every face takes and writes.
+
+Every face is ``update_local_<face>(tr, top, actor, critic, sc, out)``: the
+``kernels.data`` named tuples :class:`Transitions` (``delta`` read under the ``dopamine``
+baseline only), :class:`Topology`, :class:`ActorRows` and :class:`CriticState` (the two it
+steps in place), :class:`LocalScalars` below and the :class:`UpdateOut` it writes. A face's own
+options are keyword-only (``sched`` and ``stream`` of the cuda face). Here too: the option
+codes, the critic layout and the helpers on them (record slices, critic values, masks).
+"""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
-try:  # the cuda face needs numba-cuda; the others do not
-    from numba import cuda
-except ImportError:  # pragma: no cover
-    cuda = None
-
+from leaky.kernels.data import ActorRows, CriticState, Topology, Transitions, UpdateOut
 from leaky.kernels.scalar import sigma
+
+__all__ = ["ActorRows", "BASELINES", "CLOCKS", "CriticLayout", "CriticState", "FAMILIES", "LocalScalars",
+           "OPTIMIZERS", "Topology", "Transitions", "UpdateOut", "VIEWS", "critic_layout", "critic_values",
+           "record_slices"]
 
 
 FAMILIES = {"linear": 0, "advantage": 1}
@@ -41,21 +48,31 @@ def critic_layout(N: int) -> CriticLayout:
     return CriticLayout(slice(0, N), slice(N, 2 * N), 2 * N, 2 * N + 1, 2 * N + 2, 2 * N + 3)
 
 
-class Transitions(NamedTuple):
-    """The arguments :func:`update_local_reference` and its faces take about the data.
+class LocalScalars(NamedTuple):
+    """Scalars of one local update.
 
-    V, y, alpha : (T, B, N)   state voltages, pre-activations after inhibition, actions taken
-    V_next, y_next : (T, B, N)  next-state voltages and pre-activations (μ(x') = σ(y_next))
-    reward, cont : (T, B)      reward, and discount × continuation γ'·(1 − terminated)
+    n_inputs, activation : the sensor count and the kernels/scalar.py activation code
+    family, view, baseline, optimizer : codes of :data:`FAMILIES`, :data:`VIEWS`,
+        :data:`BASELINES`, :data:`OPTIMIZERS`
+    lr_critic, lr_actor, tau_soft : step sizes and the soft target rate
+    beta1, beta2 : Adam's moment decay rates
+    step_size, eps_hat : Adam with the bias corrections of this step folded in
+        (``kernels.scalar.adam_scalars``); under SGD ``(lr_critic, 0)``
     """
 
-    V: Any
-    y: Any
-    alpha: Any
-    V_next: Any
-    y_next: Any
-    reward: Any
-    cont: Any
+    n_inputs: int
+    activation: int
+    family: int
+    view: int
+    baseline: int
+    optimizer: int
+    lr_critic: float
+    lr_actor: float
+    tau_soft: float
+    beta1: float
+    beta2: float
+    step_size: float
+    eps_hat: float
 
 
 def record_slices(tau, T: int) -> np.ndarray:
@@ -66,29 +83,24 @@ def record_slices(tau, T: int) -> np.ndarray:
     return np.where(tau < 0, T - 1, tau)
 
 
-def critic_values(tr: Transitions, delta, tau, mask, theta, theta_bar, n_inputs, activation,
-                  cfg, xp):
+def critic_values(tr: Transitions, top: Topology, critic: CriticState, sc: LocalScalars, xp):
     """Every neuron's critic value and TD error on its transition of each batch row, as the
     update about to learn from them computes them (the critic before the step).
 
     ``baseline="own"``: ``q = Q_n(x, α)`` and ``δ = r + cont·Q̄_n(x', μ_n(x')) − Q_n(x, α)``
-    (the advantage or linear family of the module docstring). ``baseline="dopamine"``: ``q`` is
-    the neuron's advantage ``A_n(x, α)`` and ``δ`` its residual ``δ_shared − A_n``, what it
-    regresses. The transition of neuron n is that of slice :func:`record_slices`.
-
-    Parameters
-    ----------
-    tr : Transitions (T, B, N), as the update takes them
-    delta : (T, B) the shared TD error (``dopamine``; else unused, may be None)
-    tau, mask, theta, theta_bar, n_inputs, activation : as :func:`update_local_reference`
-    cfg : UpdateConfig (family, view, baseline)
-    xp : the arrays' module (NumPy or CuPy)
+    (the advantage or linear family of the package docstring). ``baseline="dopamine"``: ``q``
+    is the neuron's advantage ``A_n(x, α)`` and ``δ`` its residual ``tr.delta − A_n``, what it
+    regresses. The transition of neuron n is that of slice :func:`record_slices`. Arguments as
+    the faces take them (only ``tau`` and ``mask`` of ``top``, ``theta`` and ``theta_bar`` of
+    ``critic`` are read); ``xp`` is the arrays' module (NumPy or CuPy).
 
     Returns
     -------
     q, td : (B, N) arrays of the transitions' dtype; NaN in the sensor columns.
     """
-    family, view, baseline, _ = cfg.codes
+    family, view, baseline = sc.family, sc.view, sc.baseline
+    tau, mask, theta, theta_bar = top.tau, top.mask, critic.theta, critic.theta_bar
+    n_inputs, activation = sc.n_inputs, sc.activation
     T, B, N = tr.V.shape
     lay = critic_layout(N)
     dt = tr.V.dtype
@@ -112,7 +124,7 @@ def critic_values(tr: Transitions, delta, tau, mask, theta, theta_bar, n_inputs,
         else:
             A = u * d
         if baseline == 1:
-            Q, e = A, xp.asarray(delta, dtype=dt)[t][:, None] - A
+            Q, e = A, xp.asarray(tr.delta, dtype=dt)[t][:, None] - A
         else:
             wx = X @ (th[:, lay.w] * feat).T
             wbx = Xn @ (thb[:, lay.w] * feat).T

@@ -13,6 +13,8 @@ from leaky.kernels.jit import fmuladd as _fma
 from leaky.kernels.jit import stack_empty as _stack_empty
 from leaky.kernels.scalar import tanh32 as _tanh32
 from leaky.kernels.scalar import step_param as _step_param
+from leaky.kernels.update_local.boundary import (ActorRows, CriticState, LocalScalars, Topology, Transitions,
+                                                 UpdateOut)
 from leaky.kernels.update_local.residual import _residual
 
 
@@ -683,51 +685,50 @@ _update_cpu_parallel = _compiled(_update_cpu_body, "_update_cpu_parallel", paral
 PARALLEL_MIN_WORK = 1 << 16
 
 
-def _scalars(theta, cfg, step):
+def _scalars(theta, sc):
     """The float scalars every compiled face takes, in the parameters' float type."""
-    step_size, eps_hat = cfg.adam_scalars(step)
     ft = np.float32 if theta.dtype == np.float32 else np.float64
-    return tuple(ft(v) for v in (cfg.lr_critic, cfg.lr_actor, cfg.tau_soft, cfg.beta1, cfg.beta2,
-                                 step_size, eps_hat))
+    return tuple(ft(v) for v in (sc.lr_critic, sc.lr_actor, sc.tau_soft, sc.beta1, sc.beta2,
+                                 sc.step_size, sc.eps_hat))
 
 
 def cpu_workspace(T, B, N, dtype=np.float32) -> tuple:
     """Scratch of :func:`update_local_cpu` for (T, B, N) transitions: ``d = α − σ(y)``, σ'(y),
     σ(y') as (T, B, N) and the voltages as column panels (⌈N/32⌉, T·B, 32).
 
-    Pass it as ``work`` to keep the call free of large allocations: allocated at every call,
-    2 MB at N = B = 256, ℓ = 2, glibc's malloc maps and unmaps it from the kernel each time and
-    the page faults cost up to 40% of the update (measured: 1.87 against 1.34 ms).
+    Pass it as ``UpdateOut.work`` to keep the call free of large allocations: allocated at
+    every call, 2 MB at N = B = 256, ℓ = 2, glibc's malloc maps and unmaps it from the kernel
+    each time and the page faults cost up to 40% of the update (measured: 1.87 against 1.34 ms).
     """
     shape = (T, B, N)
     return (np.empty(shape, dtype), np.empty(shape, dtype), np.empty(shape, dtype),
             np.empty(((N + 31) // 32, T * B, 32), dtype))
 
 
-def update_local_cpu(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
-                     theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step,
-                     work=None):
-    """Fused local update on the CPU (float32 arrays, updated in place); returns ``diag``.
+def update_local_cpu(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
+                     sc: LocalScalars, out: UpdateOut):
+    """Fused local update on the CPU (float32 arrays, stepped in place); returns ``out.diag``.
 
-    Same arguments as :func:`update_local_reference`; ``delta`` None and ``adam_m``/``adam_v``
-    None are allowed where unused (a placeholder array is passed, never read or written).
-    ``work``: a :func:`cpu_workspace` of the call's shape and dtype, reused across calls (made
-    here when None).
+    Same arguments as :func:`update_local_reference`; ``tr.delta`` None and Adam moments None
+    are allowed where unused (a placeholder array is passed, never read or written).
+    ``out.work``: a :func:`cpu_workspace` of the call's shape and dtype, reused across calls
+    (made here when None).
     """
-    T, B, N = Vs.shape
+    T, B, N = tr.V.shape
+    theta, theta_bar, adam_m, adam_v = critic
+    work = out.work
     if work is None or work[0].shape != (T, B, N) or work[0].dtype != theta.dtype:
         work = cpu_workspace(T, B, N, theta.dtype)
-    if delta is None:
-        delta = r
+    delta = tr.reward if tr.delta is None else tr.delta
     if adam_m is None or adam_v is None:
         adam_m = adam_v = theta
-    family, view, baseline, optimizer = cfg.codes
     Vs, ys, alphas, Vn, yn, r, cont, delta = (np.ascontiguousarray(a) for a in (
-        Vs, ys, alphas, Vn, yn, r, cont, delta))   # read only; reshaped to (T·B, N) inside
-    args = (Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias, theta,
-            theta_bar, adam_m, adam_v, diag, int(n_inputs), int(activation), family, view,
-            baseline, optimizer, *_scalars(theta, cfg, step), *work)
-    per_neuron = (T if int(np.min(tau, initial=0)) < 0 else 1) * B
-    work = 7 * per_neuron * N * N
-    (_update_cpu_parallel if work >= PARALLEL_MIN_WORK else _update_cpu_serial)(*args)
-    return diag
+        tr.V, tr.y, tr.alpha, tr.V_next, tr.y_next, tr.reward, tr.cont, delta))   # read only
+    args = (Vs, ys, alphas, Vn, yn, r, cont, delta, top.tau, top.mask, top.col_lo, top.col_hi,
+            actor.K, actor.bias, theta, theta_bar, adam_m, adam_v, out.diag, int(sc.n_inputs),
+            int(sc.activation), sc.family, sc.view, sc.baseline, sc.optimizer,
+            *_scalars(theta, sc), *work)
+    per_neuron = (T if int(np.min(top.tau, initial=0)) < 0 else 1) * B
+    mads = 7 * per_neuron * N * N
+    (_update_cpu_parallel if mads >= PARALLEL_MIN_WORK else _update_cpu_serial)(*args)
+    return out.diag

@@ -15,6 +15,8 @@ from leaky.kernels.spec import F1, F2, F3, I1, KernelSpec, Launch, run, cuda_ker
 from leaky.kernels.jit import cuda_jit as _cuda_jit
 from leaky.kernels.scalar import activate_cuda, activate_grad_cuda
 from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
+from leaky.kernels.update_local.boundary import (ActorRows, CriticState, LocalScalars, Topology, Transitions,
+                                                 UpdateOut)
 from leaky.kernels.update_local.cpu import _scalars
 from leaky.kernels.update_local.residual import _residual_cuda
 
@@ -265,50 +267,48 @@ UPDATE_SPEC = KernelSpec.typed(_update_kernel, (
     "int32", "int32", "int32", "int32", "float32", "float32", "float32", "float32", "float32", F1))
 
 
-def update_local_launch(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
-                        theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, work,
-                        sched) -> Launch:
+def cuda_workspace(T, B, N, xp):
+    """Scratch of :func:`update_local_cuda` for (T, B, N) transitions: float32 ``(N, 2, T·B)``
+    of ``xp`` (CuPy; NumPy in the simulator), per neuron its residuals and centred actions."""
+    return xp.empty((N, 2, T * B), dtype=np.float32)
+
+
+def update_local_launch(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
+                        sc: LocalScalars, out: UpdateOut, sched) -> Launch:
     """The launch of the fused local update (N blocks × ``BLOCK`` threads): what
-    :func:`update_local_cuda` runs at once and a captured program keeps. ``work`` and ``sched``
-    are required here (see :func:`update_local_cuda`); ``delta`` and the Adam moments may not be
-    None."""
-    family, view, baseline, optimizer = cfg.codes
-    N = Vs.shape[2]
+    :func:`update_local_cuda` runs at once and a captured program keeps. ``out.work`` and
+    ``sched`` are required here (see :func:`update_local_cuda`); ``tr.delta`` and the Adam
+    moments may not be None."""
+    N = tr.V.shape[2]
     return UPDATE_SPEC.launch((max(1, N),), (BLOCK,), dict(
-        Vs=Vs, ys=ys, alphas=alphas, Vn=Vn, yn=yn, r=r, cont=cont, delta=delta, tau=tau, mask=mask,
-        col_lo=col_lo, col_hi=col_hi, K=K, bias=bias, theta=theta, theta_bar=theta_bar,
-        adam_m=adam_m, adam_v=adam_v, diag=diag, work=work, n_inputs=n_inputs,
-        activation=activation, family=family, view=view, baseline=baseline, optimizer=optimizer,
-        lr_critic=cfg.lr_critic, lr_actor=cfg.lr_actor, tau_soft=cfg.tau_soft, beta1=cfg.beta1,
-        beta2=cfg.beta2, sched=sched))
+        Vs=tr.V, ys=tr.y, alphas=tr.alpha, Vn=tr.V_next, yn=tr.y_next, r=tr.reward, cont=tr.cont,
+        delta=tr.delta, **top._asdict(), **actor._asdict(), **critic._asdict(), diag=out.diag,
+        work=out.work, **sc._asdict(), sched=sched))
 
 
-def update_local_cuda(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K, bias,
-                      theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step,
-                      work=None, sched=None, stream=0):
+def update_local_cuda(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
+                      sc: LocalScalars, out: UpdateOut, *, sched=None, stream=0):
     """Fused local update on the GPU (CuPy arrays; NumPy arrays in the simulator), float32.
 
-    Same arguments as :func:`update_local_reference`, all on the device (``tau``, ``col_lo``,
-    ``col_hi`` too). One launch of N blocks × ``BLOCK`` threads. ``work``: an optional float32
-    scratch of shape ``(N, 2, T·B)``; ``sched``: an optional float32 ``(2,)`` device array
-    holding Adam's ``(step_size, eps_hat)`` (both are made here when None; a captured program
-    passes its own, advanced on the device, and ``step`` is then ignored).
+    Same arguments as :func:`update_local_reference`, all on the device (``top``'s index arrays
+    too). One launch of N blocks × ``BLOCK`` threads. ``out.work``: an optional
+    :func:`cuda_workspace`; ``sched``: an optional float32 ``(2,)`` device array holding Adam's
+    ``(step_size, eps_hat)`` (both are made here when None; a captured program passes its own,
+    advanced on the device, and ``sc.step_size``/``sc.eps_hat`` are then not read).
     """
-    T, B, N = Vs.shape
-    if delta is None:
-        delta = r
-    if adam_m is None or adam_v is None:
-        adam_m = adam_v = theta
-    xp = array_module(theta)
-    if work is None:
-        work = xp.empty((N, 2, T * B), dtype=np.float32)
+    T, B, N = tr.V.shape
+    if tr.delta is None:
+        tr = tr._replace(delta=tr.reward)
+    if critic.adam_m is None or critic.adam_v is None:
+        critic = critic._replace(adam_m=critic.theta, adam_v=critic.theta)
+    xp = array_module(critic.theta)
+    if out.work is None:
+        out = out._replace(work=cuda_workspace(T, B, N, xp))
     if sched is None:
-        step_size, eps_hat = _scalars(theta, cfg, step)[5:]
+        step_size, eps_hat = _scalars(critic.theta, sc)[5:]
         sched = xp.asarray(np.array([step_size, eps_hat], dtype=np.float32))
-    run(update_local_launch(Vs, ys, alphas, Vn, yn, r, cont, delta, tau, mask, col_lo, col_hi, K,
-                            bias, theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg,
-                            work, sched), stream)
-    return diag
+    run(update_local_launch(tr, top, actor, critic, sc, out, sched), stream)
+    return out.diag
 
 
 CUDA_KERNELS = cuda_kernels(UPDATE_SPEC)

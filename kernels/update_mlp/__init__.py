@@ -45,25 +45,31 @@ forward at (x, α) and target forward at (x', μ') ``2·(H(N+1) + H²)``, backwa
 ``H(N+1) + H²``, slope pass ``H(N+1) + 2H²``, row of K ``N`` multiply-adds: about
 ``S·N·(4H(N+1) + 6H² + N)`` in all, plus ``O(N·P)`` for the optimizer and the target.
 
-The folder, one module a job: boundary.py (the option codes, the cuda face's bounds, the critic
-layout), reference.py (``update_mlp_reference``, NumPy float64, the definition; the critics'
-values and slopes), cpu.py (``update_mlp_cpu``, numba.njit, panels of 16 transitions) and cuda.py
-(``update_mlp_cuda``, one launch of one block per neuron, and its scalar device math).
+Faces, one signature ``update_mlp_<face>(tr, top, actor, critic, sc, out)`` (boundary.py: the
+``kernels.data`` tuples and :class:`MLPScalars`): ``update_mlp_reference`` (reference.py, NumPy
+float64, the definition; ``update_mlp_composed`` beside it, the same update from batched NumPy
+calls, what the faces are benchmarked against; the critics' values and slopes),
+``update_mlp_cpu`` (cpu.py, numba.njit, panels of 16 transitions) and ``update_mlp_cuda``
+(cuda.py, one launch of one block per neuron, and its scalar device math; ``update_mlp_launch``
+is that launch for a captured program). boundary.py also holds the option codes, the cuda
+face's bounds and the critic layout.
 """
 
 from __future__ import annotations
 
-from leaky.kernels.update_mlp.boundary import (CLOCKS, MAX_HIDDEN, NTHREADS, OPTIMIZERS, TILE_S, VIEWS, MLPLayout,
+from leaky.kernels.update_mlp.boundary import (CLOCKS, MAX_HIDDEN, NTHREADS, OPTIMIZERS, TILE_S, VIEWS, ActorRows,
+                                               CriticState, MLPLayout, MLPScalars, Topology, Transitions, UpdateOut,
                                                mlp_hidden, mlp_layout, unpack_mlp)
 from leaky.kernels.update_mlp.cpu import BLOCK_CPU, PARALLEL_MIN_WORK, update_mlp_cpu, update_work
-from leaky.kernels.update_mlp.cuda import CUDA_KERNELS, update_mlp_cuda
+from leaky.kernels.update_mlp.cuda import CUDA_KERNELS, MLP_SPEC, update_mlp_cuda, update_mlp_launch
 from leaky.kernels.update_mlp.reference import (critic_values, mlp_forward_reference, slopes_mlp_reference,
-                                                slopes_one_reference, update_mlp_reference)
+                                                slopes_one_reference, update_mlp_composed, update_mlp_reference)
 
 FACES = {"numpy": update_mlp_reference, "cpu": update_mlp_cpu, "cuda": update_mlp_cuda}
 """The update face each backend runs (:mod:`leaky.core.backend` names)."""
 
-__all__ = ["BLOCK_CPU", "CLOCKS", "CUDA_KERNELS", "FACES", "MAX_HIDDEN", "MLPLayout", "NTHREADS", "OPTIMIZERS",
-           "PARALLEL_MIN_WORK", "TILE_S", "VIEWS", "critic_values", "mlp_forward_reference", "mlp_hidden",
-           "mlp_layout", "slopes_mlp_reference", "slopes_one_reference", "unpack_mlp", "update_mlp_cpu",
-           "update_mlp_cuda", "update_mlp_reference", "update_work"]
+__all__ = ["ActorRows", "BLOCK_CPU", "CLOCKS", "CUDA_KERNELS", "CriticState", "FACES", "MAX_HIDDEN", "MLPLayout",
+           "MLPScalars", "MLP_SPEC", "NTHREADS", "OPTIMIZERS", "PARALLEL_MIN_WORK", "TILE_S", "Topology",
+           "Transitions", "UpdateOut", "VIEWS", "critic_values", "mlp_forward_reference", "mlp_hidden",
+           "mlp_layout", "slopes_mlp_reference", "slopes_one_reference", "unpack_mlp", "update_mlp_composed",
+           "update_mlp_cpu", "update_mlp_cuda", "update_mlp_launch", "update_mlp_reference", "update_work"]

@@ -1,16 +1,22 @@
-"""The call boundary of the MLP-critic update: the option codes, the cuda face's bounds, the critic
-layout (MLPLayout) and its initialisation helpers."""
+"""The call boundary of the MLP-critic update: what every face takes and writes.
+
+Every face is ``update_mlp_<face>(tr, top, actor, critic, sc, out)``: the ``kernels.data``
+named tuples :class:`Transitions` (``delta`` is not read), :class:`Topology`,
+:class:`ActorRows` and :class:`CriticState` (the two it steps in place), :class:`MLPScalars`
+below and the :class:`UpdateOut` it writes; the cuda face takes ``stream`` too (keyword-only).
+Here too: the option codes, the cuda face's bounds and the critic layout (:class:`MLPLayout`).
+"""
 
 from __future__ import annotations
 
 import math
 from typing import Any, NamedTuple
 
+from leaky.kernels.data import ActorRows, CriticState, Topology, Transitions, UpdateOut
 
-try:  # the cuda face needs numba-cuda; the others do not
-    from numba import cuda
-except ImportError:  # pragma: no cover
-    cuda = None
+__all__ = ["ActorRows", "CLOCKS", "CriticState", "MAX_HIDDEN", "MLPLayout", "MLPScalars", "NTHREADS",
+           "OPTIMIZERS", "TILE_S", "Topology", "Transitions", "UpdateOut", "VIEWS", "mlp_hidden",
+           "mlp_layout", "unpack_mlp"]
 
 
 VIEWS = {"all": 0, "presynaptic": 1}
@@ -31,6 +37,32 @@ IX_SHAPE = (2, TILE_S)              # per transition: slice t, batch row b
 # ---------------------------------------------------------------------------------------------
 # configuration, layout, initialisation
 # ---------------------------------------------------------------------------------------------
+
+class MLPScalars(NamedTuple):
+    """Scalars of one MLP-critic update.
+
+    n_inputs, activation : the sensor count and the kernels/scalar.py activation code
+    view, optimizer : codes of :data:`VIEWS` and :data:`OPTIMIZERS`
+    actor : take the actor step (False: the critics learn, the rows of K and the biases stay)
+    lr_critic, lr_actor, tau_soft : step sizes and the soft target rate
+    beta1, beta2 : Adam's moment decay rates
+    step_size, eps_hat : Adam with the bias corrections of this step folded in
+        (``kernels.scalar.adam_scalars``); under SGD ``(lr_critic, 0)``
+    """
+
+    n_inputs: int
+    activation: int
+    view: int
+    optimizer: int
+    actor: bool
+    lr_critic: float
+    lr_actor: float
+    tau_soft: float
+    beta1: float
+    beta2: float
+    step_size: float
+    eps_hat: float
+
 
 class MLPLayout(NamedTuple):
     """Offsets of the parameter blocks in a packed critic row, and its width ``P``."""

@@ -10,17 +10,13 @@ from numba import carray, njit, prange
 from numba import types as nbtypes
 from numba.extending import overload
 
-try:  # the cuda face needs numba-cuda; the others do not
-    from numba import cuda
-except ImportError:  # pragma: no cover
-    cuda = None
-
 from leaky.kernels.jit import FASTMATH as _FAST
 from leaky.kernels.jit import compiled as _compiled
 from leaky.kernels.jit import fmuladd as _fma
 from leaky.kernels.jit import stack_empty as _stack_empty
 from leaky.kernels.scalar import tanh32 as _tanh32
-from leaky.kernels.update_mlp.boundary import mlp_hidden
+from leaky.kernels.update_mlp.boundary import (ActorRows, CriticState, MLPScalars, Topology, Transitions, UpdateOut,
+                                               mlp_hidden)
 
 # ---------------------------------------------------------------------------------------------
 # cpu: numba.njit, parallel over neurons; per neuron, its S transitions as small matrix products
@@ -634,12 +630,11 @@ _update_cpu_parallel = _compiled(_update_cpu_body, "_update_mlp_cpu_parallel", p
 PARALLEL_MIN_WORK = 1 << 22
 
 
-def _scalars(theta, cfg, step):
+def _scalars(theta, sc):
     """The float scalars every compiled face takes, in the parameters' float type."""
-    step_size, eps_hat = cfg.adam_scalars(step)
     ft = np.float32 if theta.dtype == np.float32 else np.float64
-    return tuple(ft(v) for v in (cfg.lr_critic, cfg.lr_actor, cfg.tau_soft, cfg.beta1, cfg.beta2,
-                                 step_size, eps_hat))
+    return tuple(ft(v) for v in (sc.lr_critic, sc.lr_actor, sc.tau_soft, sc.beta1, sc.beta2,
+                                 sc.step_size, sc.eps_hat))
 
 
 def update_work(S, N, H):
@@ -658,38 +653,40 @@ def _rows(a, dtype, width=None):
     return padded
 
 
-def update_mlp_cpu(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
-                   theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step):
-    """Fused MLP-critic update on the CPU (arrays updated in place); returns ``diag``.
+def update_mlp_cpu(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
+                   sc: MLPScalars, out: UpdateOut):
+    """Fused MLP-critic update on the CPU (arrays stepped in place); returns ``out.diag``.
 
     Same arguments as :func:`update_mlp_reference`; float32 (the library's dtype) or float64
-    arrays, all of one dtype. ``adam_m``/``adam_v`` None are allowed under SGD (a placeholder is
-    passed, never read or written). Under the presynaptic view the features of neuron n are
-    read from ``[col_lo[n], col_hi[n])``, which must hold its mask row (as for K's step).
+    arrays, all of one dtype. Adam moments None are allowed under SGD (a placeholder is passed,
+    never read or written). Under the presynaptic view the features of neuron n are read from
+    ``[col_lo[n], col_hi[n])``, which must hold its mask row (as for K's step). ``out.work`` is
+    not read (the panels are made at every call).
     """
-    T, B, N = Vs.shape
+    T, B, N = tr.V.shape
+    theta, theta_bar, adam_m, adam_v = critic
+    tau = top.tau
     H = mlp_hidden(N, theta.shape[1])
     if adam_m is None or adam_v is None:
         adam_m = adam_v = theta
-    view, optimizer = cfg.codes
     dtype = theta.dtype
-    X2 = _rows(Vs, dtype, _round_up(N, FEATURES_CPU))
-    Xn2 = _rows(Vn, dtype)
-    agents = np.asarray(tau)[int(n_inputs):]
+    X2 = _rows(tr.V, dtype, _round_up(N, FEATURES_CPU))
+    Xn2 = _rows(tr.V_next, dtype)
+    agents = np.asarray(tau)[int(sc.n_inputs):]
     causal, internal = bool((agents >= 0).any()), bool((agents < 0).any())
     XP = np.empty((_panel_blocks(B, T, internal), N, BLOCK_CPU), dtype=dtype)
     XnP = np.empty_like(XP)
     _pack_panels(X2, N, B, T, causal, internal, XP)
     _pack_panels(Xn2, N, B, T, causal, internal, XnP)
-    y2, yn2 = _rows(ys, dtype), _rows(yn, dtype)
+    y2, yn2 = _rows(tr.y, dtype), _rows(tr.y_next, dtype)
     MU, SG, MUN = (np.empty_like(y2) for _ in range(3))
-    _actions_cpu(y2, yn2, int(activation), MU, SG, MUN)
+    _actions_cpu(y2, yn2, int(sc.activation), MU, SG, MUN)
     per_neuron = (T if internal else 1) * B
     kernel = (_update_cpu_parallel if update_work(per_neuron, N, H) >= PARALLEL_MIN_WORK
               else _update_cpu_serial)
-    kernel(X2, XP, XnP, _rows(alphas, dtype), MU, SG, MUN,
-           np.ascontiguousarray(r, dtype=dtype).reshape(-1),
-           np.ascontiguousarray(cont, dtype=dtype).reshape(-1), B, tau, mask, col_lo, col_hi, K,
-           bias, theta, theta_bar, adam_m, adam_v, diag, int(n_inputs), H, view, optimizer,
-           bool(cfg.actor), *_scalars(theta, cfg, step))
-    return diag
+    kernel(X2, XP, XnP, _rows(tr.alpha, dtype), MU, SG, MUN,
+           np.ascontiguousarray(tr.reward, dtype=dtype).reshape(-1),
+           np.ascontiguousarray(tr.cont, dtype=dtype).reshape(-1), B, tau, top.mask, top.col_lo,
+           top.col_hi, actor.K, actor.bias, theta, theta_bar, adam_m, adam_v, out.diag,
+           int(sc.n_inputs), H, sc.view, sc.optimizer, bool(sc.actor), *_scalars(theta, sc))
+    return out.diag

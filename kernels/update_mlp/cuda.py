@@ -17,9 +17,10 @@ from leaky.kernels.jit import cuda_jit as _cuda_jit
 from leaky.kernels.jit import shared
 from leaky.kernels.scalar import activate_cuda, activate_grad_cuda
 from leaky.kernels.scalar import step_param_cuda as _step_param_cuda
-from leaky.kernels.update_mlp.boundary import (
-    HS_SHAPE, IX_SHAPE, MAX_HIDDEN, NTHREADS, RED_SHAPE, SC_SHAPE, TILE_S, mlp_hidden)
-from leaky.kernels.update_mlp.cpu import _scalars
+from leaky.kernels.spec import F1, F2, F3, I1, KernelSpec, Launch, cuda_kernels, run
+from leaky.kernels.update_mlp.boundary import (HS_SHAPE, IX_SHAPE, MAX_HIDDEN, NTHREADS, RED_SHAPE, SC_SHAPE, TILE_S,
+                                               ActorRows, CriticState, MLPScalars, Topology, Transitions, UpdateOut,
+                                               mlp_hidden)
 
 
 def _cuda_device(fn):
@@ -321,40 +322,48 @@ def _check_hidden_cuda(H):
                           "use H <= MAX_HIDDEN or the cpu face")
 
 
-def update_mlp_cuda(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta,
-                    theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step, work=None,
-                    stream=0):
+MLP_SPEC = KernelSpec.typed(_update_kernel, (
+    F3, F3, F3, F3, F3, F2, F2, I1, F2, I1, I1, F2, F1, F2, F2, F2, F2, F2, F2, "int32", "int32",
+    "int32", "int32", "int32", "boolean", "float32", "float32", "float32", "float32", "float32",
+    "float32", "float32"))
+
+
+def update_mlp_launch(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
+                      sc: MLPScalars, out: UpdateOut) -> Launch:
+    """The launch of the MLP-critic update (N blocks × (MAX_HIDDEN, TILE_S) threads): what
+    :func:`update_mlp_cuda` runs at once and a captured program would keep. ``out.work`` (an
+    ``(N, P)`` float32 scratch) is required here, and the Adam moments may not be None."""
+    N = tr.V.shape[2]
+    H = mlp_hidden(N, critic.theta.shape[1])
+    _check_hidden_cuda(H)
+    if tuple(out.work.shape) != tuple(critic.theta.shape):
+        raise ValueError(f"update_mlp_cuda: work has shape {tuple(out.work.shape)}, expected "
+                         f"{tuple(critic.theta.shape)} (the shape of theta)")
+    values = dict(Vs=tr.V, ys=tr.y, alphas=tr.alpha, Vn=tr.V_next, yn=tr.y_next, r=tr.reward,
+                  cont=tr.cont, **top._asdict(), **actor._asdict(), **critic._asdict(), diag=out.diag,
+                  work=out.work, H=H, **sc._asdict())
+    return MLP_SPEC.launch((max(1, N),), (MAX_HIDDEN, TILE_S), values)
+
+
+def update_mlp_cuda(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
+                    sc: MLPScalars, out: UpdateOut, *, stream=0):
     """Fused MLP-critic update on the GPU (CuPy arrays; NumPy arrays in the simulator), float32.
 
-    Same arguments as :func:`update_mlp_reference`, all on the device (``tau``, ``col_lo``,
-    ``col_hi`` too). One launch of N blocks × (MAX_HIDDEN × TILE_S) threads; needs
-    H ≤ MAX_HIDDEN. ``work``: an optional float32 scratch ``(N, P)`` (allocated here when None;
-    pass one to keep the call free of allocations, e.g. under CUDA-graph capture). Its content
-    on entry does not matter.
+    Same arguments as :func:`update_mlp_reference`, all on the device (``top``'s index arrays
+    too). One launch of N blocks × (MAX_HIDDEN × TILE_S) threads; needs H ≤ MAX_HIDDEN.
+    ``out.work``: an optional float32 scratch ``(N, P)`` (allocated here when None; pass one to
+    keep the call free of allocations, e.g. under CUDA-graph capture). Its content on entry does
+    not matter.
     """
-    T, B, N = Vs.shape
-    H = mlp_hidden(N, theta.shape[1])
+    H = mlp_hidden(tr.V.shape[2], critic.theta.shape[1])
     _check_hidden_cuda(H)
-    if adam_m is None or adam_v is None:
-        adam_m = adam_v = theta
-    if work is None:
-        work = array_module(theta).empty(theta.shape, dtype=np.float32)
-    elif tuple(work.shape) != tuple(theta.shape):
-        raise ValueError(f"update_mlp_cuda: work has shape {tuple(work.shape)}, expected "
-                          f"{tuple(theta.shape)} (the shape of theta)")
-    view, optimizer = cfg.codes
-    _update_kernel[(max(1, N),), (MAX_HIDDEN, TILE_S), stream](
-        Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias, theta, theta_bar,
-        adam_m, adam_v, diag, work, np.int32(n_inputs), np.int32(activation), np.int32(H),
-        np.int32(view), np.int32(optimizer), bool(cfg.actor), *_scalars(theta, cfg, step))
-    return diag
+    if critic.adam_m is None or critic.adam_v is None:
+        critic = critic._replace(adam_m=critic.theta, adam_v=critic.theta)
+    if out.work is None:
+        out = out._replace(work=array_module(critic.theta).empty(critic.theta.shape, dtype=np.float32))
+    run(update_mlp_launch(tr, top, actor, critic, sc, out), stream)
+    return out.diag
 
 
-# Signatures the PTX test compiles for sm_80 and sm_90 (tests/kernels/test_ptx.py): (kernel, [sig, …]).
-_F1, _F2, _F3, _I1 = "float32[::1]", "float32[:, ::1]", "float32[:, :, ::1]", "int32[::1]"
-CUDA_KERNELS = [
-    (_update_kernel, [f"void({_F3}, {_F3}, {_F3}, {_F3}, {_F3}, {_F2}, {_F2}, {_I1}, {_F2}, "
-                      f"{_I1}, {_I1}, {_F2}, {_F1}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, {_F2}, "
-                      f"int32, int32, int32, int32, int32, boolean, float32, float32, float32, "
-                      f"float32, float32, float32, float32)"]),
-]
+# Signatures the PTX test compiles for sm_80 and sm_90 (tests/kernels/test_ptx.py).
+CUDA_KERNELS = cuda_kernels(MLP_SPEC)

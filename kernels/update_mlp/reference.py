@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # the cuda face needs numba-cuda; the others do not
-    from numba import cuda
-except ImportError:  # pragma: no cover
-    cuda = None
-
 from leaky.kernels.scalar import sigma, sigma_grad
-from leaky.kernels.update_mlp.boundary import VIEWS, mlp_hidden, mlp_layout, unpack_mlp
+from leaky.kernels.update_local.reference import _composed_setup
+from leaky.kernels.update_mlp.boundary import (VIEWS, ActorRows, CriticState, MLPScalars, Topology, Transitions,
+                                               UpdateOut, mlp_hidden, mlp_layout, unpack_mlp)
 
 # ---------------------------------------------------------------------------------------------
 # reference: NumPy float64, the definition
@@ -41,22 +38,19 @@ def _backward_np(row, h1, h2, N, H):
     return g1, g2
 
 
-def critic_values(tr, tau, mask, theta, theta_bar, n_inputs, activation, view, xp):
+def critic_values(tr: Transitions, top: Topology, critic: CriticState, sc: MLPScalars, xp):
     """Every neuron's critic value ``Q_n(x, α)`` and TD error ``δ = r + cont·Q̄_n(x', μ_n(x'))
     − Q_n(x, α)`` on its transition of each batch row, with the critics before the update
     (the record of ``leaky.learners.local``; the slice of neuron n is ``update_local.record_slices``).
-
-    Parameters
-    ----------
-    tr : ``update_local.Transitions`` (T, B, N)
-    tau, mask, theta, theta_bar, n_inputs, activation : as :func:`update_mlp_reference`
-    view : {"all", "presynaptic"}
-    xp : the arrays' module (NumPy or CuPy)
+    Arguments as the faces take them (only ``tau`` and ``mask`` of ``top``, ``theta`` and
+    ``theta_bar`` of ``critic`` are read); ``xp`` is the arrays' module (NumPy or CuPy).
 
     Returns
     -------
     q, td : (B, N) arrays of the transitions' dtype; NaN in the sensor columns.
     """
+    tau, mask, theta, theta_bar = top.tau, top.mask, critic.theta, critic.theta_bar
+    n_inputs, activation, view = sc.n_inputs, sc.activation, sc.view
     from leaky.kernels.update_local import record_slices
 
     T, B, N = tr.V.shape
@@ -80,7 +74,7 @@ def critic_values(tr, tau, mask, theta, theta_bar, n_inputs, activation, view, x
     for t in np.unique(slices[agents]):
         idx_np = agents[slices[agents] == t]
         idx = xp.asarray(idx_np)
-        feat = ((mask[idx] != 0) if view == "presynaptic" else xp.ones((idx_np.size, N), bool)).astype(dt)
+        feat = ((mask[idx] != 0) if view == 1 else xp.ones((idx_np.size, N), bool)).astype(dt)
         Q = forward(theta[idx].astype(dt), tr.V[t], tr.alpha[t][:, idx], feat)
         Qbar = forward(theta_bar[idx].astype(dt), tr.V_next[t], act(tr.y_next[t][:, idx]), feat)
         q[:, idx] = Q
@@ -88,15 +82,21 @@ def critic_values(tr, tau, mask, theta, theta_bar, n_inputs, activation, view, x
     return q, td
 
 
-def update_mlp_reference(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col_hi, K, bias,
-                         theta, theta_bar, adam_m, adam_v, diag, n_inputs, activation, cfg, step):
-    """Definition of the fused MLP-critic update, in float64; updates the arrays in place.
+def update_mlp_reference(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
+                         sc: MLPScalars, out: UpdateOut):
+    """Definition of the fused MLP-critic update, in float64; steps ``actor`` and ``critic`` in
+    place and writes ``out.diag``, which it returns.
 
-    See the module docstring for the math and shapes. ``adam_m``/``adam_v`` are read only under
-    Adam (may be None under SGD); ``col_lo``/``col_hi`` are not read (the mask alone defines the
-    presynaptic sets). ``step`` is the Adam step ≥ 1 of this update. Returns ``diag``.
+    See the package docstring for the math and shapes. The Adam moments are read only under
+    Adam (may be None under SGD); ``top.col_lo``/``col_hi`` are not read (the mask alone
+    defines the presynaptic sets), nor ``tr.delta`` or ``out.work``.
     """
-    view, optimizer = cfg.codes
+    Vs, ys, alphas, Vn, yn, r, cont, _ = tr
+    tau, mask = top.tau, top.mask
+    K, bias = actor
+    theta, theta_bar, adam_m, adam_v = critic
+    diag = out.diag
+    view, optimizer, n_inputs, activation = sc.view, sc.optimizer, sc.n_inputs, sc.activation
     f64 = lambda a: np.array(a, dtype=np.float64)  # noqa: E731
     Vs, ys, alphas, Vn, yn, r, cont = map(f64, (Vs, ys, alphas, Vn, yn, r, cont))
     T, B, N = Vs.shape
@@ -107,8 +107,8 @@ def update_mlp_reference(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col
     th, thb, Kf, bf = f64(theta), f64(theta_bar), f64(K), f64(bias)
     am = f64(adam_m) if optimizer == 1 else None
     av = f64(adam_v) if optimizer == 1 else None
-    step_size, eps_hat = cfg.adam_scalars(step)
-    out = np.zeros((N, 3))
+    step_size, eps_hat = sc.step_size, sc.eps_hat
+    res = np.zeros((N, 3))
 
     for n in range(n_inputs, N):
         ts = np.arange(T) if tau[n] < 0 else np.array([tau[n]])
@@ -134,23 +134,23 @@ def update_mlp_reference(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col
         ascent[lay.w3:lay.b3] = (delta[:, None] * h2).mean(axis=0)
         ascent[lay.b3] = delta.mean()
         if optimizer == 0:
-            th[n] += cfg.lr_critic * ascent
+            th[n] += sc.lr_critic * ascent
         else:
             g = -ascent                                           # gradient of the loss
-            am[n] = cfg.beta1 * am[n] + (1.0 - cfg.beta1) * g
-            av[n] = cfg.beta2 * av[n] + (1.0 - cfg.beta2) * g * g
+            am[n] = sc.beta1 * am[n] + (1.0 - sc.beta1) * g
+            av[n] = sc.beta2 * av[n] + (1.0 - sc.beta2) * g * g
             th[n] -= step_size * am[n] / (np.sqrt(av[n]) + eps_hat)
 
         # actor, with the updated critic: slope ∂Q/∂α at α = μ = σ(y)
         slope = slopes_one_reference(th[n], X, act(y), H)
-        if cfg.actor:
+        if sc.actor:
             s = slope * dact(y)
             Vpre = Vs[ts].reshape(-1, N)                          # the inputs of the weights
-            Kf[n, M[n]] += cfg.lr_actor * (s[:, None] * Vpre).mean(axis=0)[M[n]]
-            bf[n] += cfg.lr_actor * s.mean()
+            Kf[n, M[n]] += sc.lr_actor * (s[:, None] * Vpre).mean(axis=0)[M[n]]
+            bf[n] += sc.lr_actor * s.mean()
 
-        thb[n] = (1.0 - cfg.tau_soft) * thb[n] + cfg.tau_soft * th[n]
-        out[n] = delta.mean(), np.abs(delta).mean(), slope.mean()
+        thb[n] = (1.0 - sc.tau_soft) * thb[n] + sc.tau_soft * th[n]
+        res[n] = delta.mean(), np.abs(delta).mean(), slope.mean()
 
     theta[...] = th
     theta_bar[...] = thb
@@ -159,7 +159,7 @@ def update_mlp_reference(Vs, ys, alphas, Vn, yn, r, cont, tau, mask, col_lo, col
     if optimizer == 1:
         adam_m[...] = am
         adam_v[...] = av
-    diag[...] = out
+    diag[...] = res
     return diag
 
 
@@ -193,3 +193,82 @@ def slopes_mlp_reference(V, y, mask, theta, n_inputs, activation, view, out=None
         out[...] = res
         return out
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# composed: the same update from batched calls (NumPy or CuPy), the benchmarks' alternative
+# ---------------------------------------------------------------------------------------------
+
+def update_mlp_composed(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
+                        sc: MLPScalars) -> None:
+    """The MLP-critic update (view ``all``) composed from NumPy (or CuPy) calls; steps ``actor``
+    and ``critic`` in place (no diagnostics).
+
+    Not a face of the kernel: the alternative its faces are benchmarked against. For the G
+    neurons that learn from one slice τ the first layers of all G critics are one GEMM
+    ``X · W1ₓᵀ`` of ``(S, N) × (N, G·H)`` (their gradient one ``(G·H, S) × (S, N)``); the second
+    layers, backward passes and slopes are batched ``(G, S, H) × (G, H, H)`` matmuls. Arguments
+    as :func:`update_mlp_reference` (without ``out``).
+    """
+    Vs, ys, alphas, Vn, yn, r, cont, _ = tr
+    tau, mask = top.tau, top.mask
+    K, bias = actor
+    theta, theta_bar, adam_m, adam_v = critic
+    n_inputs, activation = sc.n_inputs, sc.activation
+    if sc.view != 0:
+        raise ValueError("update_mlp_composed: only view='all'")
+    T, B, N = Vs.shape
+    xp, tau, agents = _composed_setup(theta, tau, n_inputs, N)
+    H = mlp_hidden(N, theta.shape[1])
+    act = lambda a: sigma(a, activation, xp)  # noqa: E731
+    dact = lambda a: sigma_grad(a, activation, xp)  # noqa: E731
+    step_size, eps_hat = sc.step_size, sc.eps_hat
+    for t in np.unique(tau[agents]):
+        idx = xp.asarray(agents[tau[agents] == t])
+        sl = slice(None) if t < 0 else slice(int(t), int(t) + 1)
+        X, Xn = Vs[sl].reshape(-1, N), Vn[sl].reshape(-1, N)
+        y, a = ys[sl].reshape(-1, N)[:, idx].T, alphas[sl].reshape(-1, N)[:, idx].T   # (G, S)
+        mu_next = act(yn[sl].reshape(-1, N)[:, idx].T)
+        rr, cc = r[sl].reshape(1, -1), cont[sl].reshape(1, -1)
+        G, S = y.shape
+        th, thb = theta[idx], theta_bar[idx]
+
+        def forward(rows, X, a):
+            p = unpack_mlp(rows, H)
+            W1 = p["W1"]                                                        # (G, H, N+1)
+            a1 = (X @ W1[:, :, :N].reshape(G * H, N).T).reshape(S, G, H).transpose(1, 0, 2)
+            h1 = xp.tanh(a1 + a[:, :, None] * W1[:, None, :, N] + p["b1"][:, None, :])
+            h2 = xp.tanh(h1 @ p["W2"].transpose(0, 2, 1) + p["b2"][:, None, :])  # (G, S, H)
+            return (h2 @ p["w3"][:, :, None])[..., 0] + p["b3"][:, None], h1, h2, p
+
+        def backward(p, h1, h2):
+            g2 = p["w3"][:, None, :] * (1 - h2 * h2)
+            return (g2 @ p["W2"]) * (1 - h1 * h1), g2
+
+        Q, h1, h2, p = forward(th, X, a)
+        delta = rr + cc * forward(thb, Xn, mu_next)[0] - Q                        # (G, S)
+        g1, g2 = backward(p, h1, h2)
+        e1, e2 = delta[..., None] * g1, delta[..., None] * g2
+        ascent = xp.empty_like(th)
+        asc = unpack_mlp(ascent, H)
+        asc["W1"][:, :, :N] = (e1.transpose(0, 2, 1).reshape(G * H, S) @ X).reshape(G, H, N) / S
+        asc["W1"][:, :, N] = (e1 * a[:, :, None]).mean(axis=1)
+        asc["b1"][...] = e1.mean(axis=1)
+        asc["W2"][...] = e2.transpose(0, 2, 1) @ h1 / S
+        asc["b2"][...] = e2.mean(axis=1)
+        asc["w3"][...] = (delta[..., None] * h2).mean(axis=1)
+        asc["b3"][...] = delta.mean(axis=1)
+        if sc.optimizer == 0:
+            th += sc.lr_critic * ascent
+        else:
+            adam_m[idx] = m = sc.beta1 * adam_m[idx] - (1 - sc.beta1) * ascent
+            adam_v[idx] = v = sc.beta2 * adam_v[idx] + (1 - sc.beta2) * ascent * ascent
+            th -= step_size * m / (xp.sqrt(v) + eps_hat)
+        if sc.actor:                       # the slope through the updated critic, at α = μ
+            _, h1, h2, p = forward(th, X, act(y))
+            slope = (backward(p, h1, h2)[0] @ p["W1"][:, :, N:])[..., 0]          # (G, S)
+            s = slope * dact(y)
+            K[idx] += sc.lr_actor * (s @ X / S) * mask[idx]
+            bias[idx] += sc.lr_actor * s.mean(axis=1)
+        theta[idx] = th
+        theta_bar[idx] = (1 - sc.tau_soft) * thb + sc.tau_soft * th

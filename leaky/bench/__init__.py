@@ -9,7 +9,7 @@ Sub-suites (``leaky bench SUITE …``; default ``ceiling step``):
   step can beat on the CPU; layered networks also against the per-layer GEMMs of their blocks.
 * ``update``: each face of the fused local update (``kernels/update_local/``, advantage
   critics; ``kernels/update_mlp/``, MLP critics; Adam, causal clock) against the same update
-  composed from GEMMs (:func:`update_local_composed`, :func:`update_mlp_composed`; NumPy, and
+  composed from GEMMs (``update_local_composed``, ``update_mlp_composed`` beside the references; NumPy, and
   CuPy on a GPU); then one whole learner update, the local learner against DDPG on the same
   dense network with the DDPG critic sized for an equal trainable-parameter count, and against
   stable-baselines3's DDPG gradient step at the same parameter count and batch when SB3 is
@@ -69,15 +69,15 @@ from leaky.bench.loop import SOLVE_TARGET, bench_loop, bench_solve
 from leaky.bench.step import DEFAULT_GRID, LAYERED_GRID, QUICK_GRID, QUICK_LAYERED_GRID, bench_step
 from leaky.bench.timing import Row, copy_rate, sgemm_rate, time_gpu, time_host
 from leaky.bench.update import (MLP_UPDATE_GRID, QUICK_MLP_UPDATE_GRID, QUICK_UPDATE_GRID, UPDATE_GRID,
-                                bench_update, update_local_composed, update_mlp_composed)
+                                bench_update)
 
-__all__ = [   # the suites, their grids and targets, the composed updates, the timers
+__all__ = [   # the suites, their grids and targets, the timers
     "CREDIT_GRID", "CREDIT_RULES", "CREDIT_TARGET", "DEFAULT_GRID", "LAYERED_GRID", "MLP_UPDATE_GRID",
     "QUICK_CREDIT_GRID", "QUICK_GRID", "QUICK_LAYERED_GRID", "QUICK_MLP_UPDATE_GRID", "QUICK_TRAIN_GRID",
     "QUICK_UPDATE_GRID", "Row", "SB3_TARGET", "SOLVE_TARGET", "SUITES", "TRAIN_GRID", "TRAIN_TARGET",
     "UPDATE_GRID", "bench_ceiling", "bench_credit", "bench_learners", "bench_loop", "bench_solve",
     "bench_step", "bench_update", "copy_rate", "machine", "sb3_params", "sgemm_rate", "time_gpu",
-    "time_host", "update_local_composed", "update_mlp_composed",
+    "time_host",
 ]
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from leaky.core.errors import ConfigError
 from leaky.kernels.scalar import adam_scalars
-from leaky.kernels.update_local import BASELINES, CLOCKS, FAMILIES, OPTIMIZERS, VIEWS, Transitions
+from leaky.kernels.update_local import BASELINES, CLOCKS, FAMILIES, OPTIMIZERS, VIEWS, LocalScalars, Transitions
+from leaky.kernels.update_mlp import MLPScalars
 
 __all__ = ["MLPCritics", "MLPUpdateConfig", "Transitions", "UpdateConfig", "build_transitions",
            "dopamine_td", "init_mlp_critics", "neuron_slices"]
@@ -99,6 +100,13 @@ class UpdateConfig:
             return self.lr_critic, 0.0
         return _adam(self, step, "update_local")
 
+    def scalars(self, n_inputs: int, activation: int, step: int) -> LocalScalars:
+        """What the kernels take for Adam step ``step`` ≥ 1 of a network with ``n_inputs``
+        sensors and activation code ``activation``."""
+        step_size, eps_hat = self.adam_scalars(step)
+        return LocalScalars(int(n_inputs), int(activation), *self.codes, self.lr_critic, self.lr_actor,
+                            self.tau_soft, self.beta1, self.beta2, step_size, eps_hat)
+
 
 @dataclass(frozen=True)
 class MLPUpdateConfig:
@@ -162,6 +170,13 @@ class MLPUpdateConfig:
         if self.optimizer == "sgd":
             return self.lr_critic, 0.0
         return _adam(self, step, "update_mlp")
+
+    def scalars(self, n_inputs: int, activation: int, step: int) -> MLPScalars:
+        """What the kernels take for Adam step ``step`` ≥ 1 of a network with ``n_inputs``
+        sensors and activation code ``activation``."""
+        step_size, eps_hat = self.adam_scalars(step)
+        return MLPScalars(int(n_inputs), int(activation), *self.codes, bool(self.actor), self.lr_critic,
+                          self.lr_actor, self.tau_soft, self.beta1, self.beta2, step_size, eps_hat)
 
 
 @dataclass(frozen=True)

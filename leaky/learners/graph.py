@@ -261,6 +261,8 @@ class GraphedLocalLearner(LocalLearner):
 
         optimizer = self.ucfg.codes[3]
         u = self.ucfg
+        # the Adam scalars of step 1 stand in: the captured update reads them from buf.sched
+        update_scalars = u.scalars(n_in, self.activation, 1)
         self.act_programs, self.boot_programs, self.learn_programs = [], [], []
         for s in (0, 1):
             c, p = buf.caches[s], buf.caches[1 - s]
@@ -284,10 +286,10 @@ class GraphedLocalLearner(LocalLearner):
                     sched=buf.sched, optimizer=optimizer, lr_critic=u.lr_critic, beta1=u.beta1,
                     beta2=u.beta2, eps=u.eps, Vn=buf.Vn, yn=buf.yn, r_out=buf.r, cont_out=buf.cont),
                 # delta: the update reads no shared TD error here (baseline "own"); r stands in
-                ul.update_local_launch(p.V[:ell], p.y, p.alpha, buf.Vn, buf.yn, buf.r, buf.cont, buf.r,
-                                       self.tau, net.mask, self.col_lo, self.col_hi, net.K, net.b,
-                                       self.theta, self.theta_bar, self.adam_m, self.adam_v, self.diag,
-                                       n_in, self.activation, u, buf.work, buf.sched),
+                ul.update_local_launch(
+                    ul.Transitions(p.V[:ell], p.y, p.alpha, buf.Vn, buf.yn, buf.r, buf.cont, buf.r),
+                    self._topology(), ul.ActorRows(net.K, net.b), self._critic(), update_scalars,
+                    ul.UpdateOut(self.diag, buf.work), buf.sched),
             ], self.stream))
 
     @property

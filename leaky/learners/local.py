@@ -262,16 +262,21 @@ class LocalLearner(OnlineLearner):
         cfg, net = self.cfg, self.net
         if cfg.reward_scale != 1.0:
             tr = tr._replace(reward=tr.reward * cfg.reward_scale)
+        sc = self.ucfg.scalars(net.config.n_inputs, self.activation, max(1, self.adam_step))
+        top, critic = self._topology(), self._critic()
         if cfg.family == "mlp":
             from leaky.kernels import update_mlp as um
 
-            return um.critic_values(tr, self.tau, net.mask, self.theta, self.theta_bar,
-                                    net.config.n_inputs, self.activation, cfg.view, self.xp)
-        delta = None
+            return um.critic_values(tr, top, critic, sc, self.xp)
         if self.value is not None:
-            delta = tr.reward + tr.cont * self.value(tr.V_next) - self.value(tr.V)
-        return ul.critic_values(tr, delta, self.tau, net.mask, self.theta, self.theta_bar,
-                                net.config.n_inputs, self.activation, self.ucfg, self.xp)
+            tr = tr._replace(delta=tr.reward + tr.cont * self.value(tr.V_next) - self.value(tr.V))
+        return ul.critic_values(tr, top, critic, sc, self.xp)
+
+    def _topology(self) -> ul.Topology:
+        return ul.Topology(self.tau, self.net.mask, self.col_lo, self.col_hi)
+
+    def _critic(self) -> ul.CriticState:
+        return ul.CriticState(self.theta, self.theta_bar, self.adam_m, self.adam_v)
 
     def learn_again(self) -> dict:
         if self.buffer is None or len(self.buffer) < max(self.cfg.learning_starts, self.cfg.batch_size):
@@ -282,23 +287,20 @@ class LocalLearner(OnlineLearner):
         cfg, net = self.cfg, self.net
         if cfg.reward_scale != 1.0:
             tr = tr._replace(reward=tr.reward * cfg.reward_scale)
-        delta = None if self.value is None else self.value.td(tr.V, tr.V_next, tr.reward, tr.cont)
+        if self.value is not None:
+            tr = tr._replace(delta=self.value.td(tr.V, tr.V_next, tr.reward, tr.cont))
         self.adam_step += 1
-        args = (tr.V, tr.y, tr.alpha, tr.V_next, tr.y_next, tr.reward, tr.cont)
-        params = (self.tau, net.mask, self.col_lo, self.col_hi, net.K, net.b, self.theta, self.theta_bar,
-                  self.adam_m, self.adam_v, self.diag, net.config.n_inputs, self.activation, self.ucfg,
-                  self.adam_step)
+        sc = self.ucfg.scalars(net.config.n_inputs, self.activation, self.adam_step)
         if cfg.actor_neurons == "outputs":   # hidden neurons learn their critics but keep their rows
             hidden = slice(net.config.n_inputs, net.n_neurons - net.config.n_outputs)
             K_hidden, b_hidden = net.K[hidden].copy(), net.b[hidden].copy()
-        if cfg.family == "mlp":        # no dopamine variant: each neuron's own MLP critic
-            self.face(*args, *params)
-        elif net.backend.name == "cpu":   # the cpu face's scratch, kept between updates
+        work = None
+        if cfg.family != "mlp" and net.backend.name == "cpu":   # the cpu face's scratch, kept
             if self._cpu_work is None or self._cpu_work[0].shape != tr.V.shape:
                 self._cpu_work = ul.cpu_workspace(*tr.V.shape, dtype=tr.V.dtype)
-            self.face(*args, delta, *params, work=self._cpu_work)
-        else:
-            self.face(*args, delta, *params)
+            work = self._cpu_work
+        self.face(tr, self._topology(), ul.ActorRows(net.K, net.b), self._critic(), sc,
+                  ul.UpdateOut(self.diag, work))
         if cfg.actor_neurons == "outputs":
             net.K[hidden], net.b[hidden] = K_hidden, b_hidden
         agents = slice(net.config.n_inputs, net.n_neurons)

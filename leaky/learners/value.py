@@ -11,7 +11,8 @@ One value function of the network's state, trained by TD(0); its TD error
 
 ``x`` is every voltage (``inputs="all"``) or only the sensors (``inputs="sensors"``, i.e. the
 encoded observation). The step is SGD or Adam on ½δ² with the target held fixed (semi-gradient
-TD). Runs on the backend's array module; it is one small GEMV per update, not a per-neuron kernel.
+TD); the Adam is the library's one (``kernels.scalar.adam_scalars`` and ``adam_arrays``, as in
+:mod:`leaky.learners.optim`). Runs on the backend's array module; it is one small GEMV per update, not a per-neuron kernel.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from leaky.core.backend import to_numpy
+from leaky.kernels.scalar import adam_arrays, adam_scalars
 from leaky.learners.critics import dopamine_td
 from leaky.core.errors import ConfigError
 from leaky.core.validate import Choice, Int, Real, check_fields
@@ -94,11 +97,20 @@ class SharedValue:
             F = cfg.n_features
             self.R = be.asarray(rng.standard_normal((D, F)) * (cfg.feature_scale / np.sqrt(D)))
             self.r0 = be.asarray(rng.uniform(-np.pi, np.pi, F))
-        self.w = be.zeros(F)
-        self.c = be.zeros(1)
+        self.theta = be.zeros(F + 1)   # [w | c]: one array for the one Adam
         self.m = be.zeros(F + 1)
         self.v = be.zeros(F + 1)
         self.t = 0
+
+    @property
+    def w(self):
+        """The feature weights (F,): a view of ``theta``."""
+        return self.theta[:-1]
+
+    @property
+    def c(self):
+        """The bias, a 1-element view of ``theta``."""
+        return self.theta[-1:]
 
     def features(self, V):
         x = V[..., self.cols]
@@ -117,20 +129,15 @@ class SharedValue:
         F = phi.shape[-1]
         grad = -xp.concatenate([delta.reshape(-1) @ phi.reshape(-1, F), delta.sum().reshape(1)]) / delta.size
         self.t += 1
-        self.m *= 0.9
-        self.m += 0.1 * grad
-        self.v *= 0.999
-        self.v += 0.001 * grad * grad
-        step = cfg.lr * np.sqrt(1 - 0.999 ** self.t) / (1 - 0.9 ** self.t)
-        upd = step * self.m / (xp.sqrt(self.v) + 1e-8)
-        self.w -= upd[:F]
-        self.c -= upd[F:]
+        step_size, eps_hat = adam_scalars(cfg.lr, self.t)   # Adam's defaults: β = (0.9, 0.999), ε = 1e-8
+        adam_arrays(self.theta, self.m, self.v, grad, step_size, eps_hat)
         return delta
 
     def state_dict(self) -> dict:
         return {"w": self.w, "c": self.c, "m": self.m, "v": self.v, "t": self.t}
 
     def load_state_dict(self, state: dict) -> None:
-        for k in ("w", "c", "m", "v"):
+        for k in ("m", "v"):
             setattr(self, k, self.be.asarray(state[k]).copy())
+        self.theta = self.be.asarray(np.concatenate([np.ravel(to_numpy(state["w"])), np.ravel(to_numpy(state["c"]))]))
         self.t = int(state["t"])

@@ -103,7 +103,7 @@ def test_check_refuses_a_wrong_result():
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_composed_update_is_the_reference(family, clock, optimizer):
     """The alternative the update faces are timed against computes the same update."""
-    from tests.kernels.test_update_local import random_update_case, run_face
+    from tests.kernels.update_local_cases import call_update, random_update_case, run_face
 
     rng = np.random.default_rng(7)
     args, params, cfg, flags = random_update_case(rng, 9, 23, 3, 2, clock=clock, family=family,
@@ -111,10 +111,8 @@ def test_composed_update_is_the_reference(family, clock, optimizer):
     want = run_face(ul.update_local_reference, args, params, cfg, flags)
     p = {k: np.array(v, dtype=np.float32) for k, v in params.items()}
     a = {k: (v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in args.items()}
-    bench.update_local_composed(a["Vs"], a["ys"], a["alphas"], a["Vn"], a["yn"], a["r"], a["cont"],
-                                a["tau"], a["mask"], p["K"], p["bias"], p["theta"], p["theta_bar"],
-                                p["adam_m"], p["adam_v"], flags["n_inputs"], flags["activation"], cfg,
-                                flags["step"])
+    call_update(lambda *t: ul.update_local_composed(*t[:5]), a, p, cfg, flags["n_inputs"],
+                flags["activation"], flags["step"])
     for key in ("K", "bias", "theta", "theta_bar") + (("adam_m", "adam_v") if optimizer == "adam" else ()):
         scale = max(1.0, float(np.abs(want[key]).max()))
         np.testing.assert_allclose(p[key], want[key], rtol=0, atol=1e-5 * scale, err_msg=key)
@@ -125,7 +123,8 @@ def test_composed_update_is_the_reference(family, clock, optimizer):
 @pytest.mark.parametrize("actor", [True, False])
 def test_composed_mlp_update_is_the_reference(clock, optimizer, actor):
     from leaky.kernels import update_mlp as um
-    from tests.kernels.test_update_mlp import random_mlp_case, run_face
+    from tests.kernels.update_local_cases import call_update
+    from tests.kernels.update_mlp_cases import random_mlp_case, run_face
 
     rng = np.random.default_rng(5)
     args, params, cfg, flags = random_mlp_case(rng, 7, 19, 5, 3, 2, clock=clock, optimizer=optimizer,
@@ -133,10 +132,8 @@ def test_composed_mlp_update_is_the_reference(clock, optimizer, actor):
     want = run_face(um.update_mlp_reference, args, params, cfg, flags)
     p = {k: np.array(v, dtype=np.float32) for k, v in params.items()}
     a = {k: (v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in args.items()}
-    bench.update_mlp_composed(a["Vs"], a["ys"], a["alphas"], a["Vn"], a["yn"], a["r"], a["cont"],
-                              a["tau"], a["mask"], p["K"], p["bias"], p["theta"], p["theta_bar"],
-                              p["adam_m"], p["adam_v"], flags["n_inputs"], flags["activation"], cfg,
-                              flags["step"])
+    call_update(lambda *t: um.update_mlp_composed(*t[:5]), a, p, cfg, flags["n_inputs"],
+                flags["activation"], flags["step"])
     for key in ("K", "bias", "theta", "theta_bar") + (("adam_m", "adam_v") if optimizer == "adam" else ()):
         scale = max(1.0, float(np.abs(want[key]).max()))
         np.testing.assert_allclose(p[key], want[key], rtol=0, atol=1e-5 * scale, err_msg=key)

@@ -13,6 +13,7 @@ import pytest
 from leaky.learners.graph import GraphedLocalLearner
 from leaky.kernels import noise
 from leaky.kernels import loop as lk
+from leaky.kernels.spec import run
 from leaky.learners.local import LocalConfig, LocalLearner
 from leaky.model.network import Network
 
@@ -23,7 +24,7 @@ def test_noise_kernel_matches_cpu_twin():
     std = np.array([0.5, 1.0, 2.0], dtype=np.float32)
     got = np.empty(7, dtype=np.float32)
     blocks, threads = lk.grid_for(got.size)
-    noise._fill_normal_kernel[blocks, threads](np.uint32(11), np.uint32(1), np.array([4], dtype=np.int64), std, got)
+    run(noise.fill_normal_launch(11, 1, np.array([4], dtype=np.int64), std, got, blocks, threads))
     want = noise.fill_normal_cpu(np.uint32(11), np.uint32(1), 4, std, np.empty(7, dtype=np.float32))
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 

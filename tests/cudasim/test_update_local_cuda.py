@@ -3,7 +3,7 @@
 One block of 128 simulated threads per neuron: shapes are tiny but awkward (B = 1, odd N, N
 above and not a multiple of the 32-feature tile, more transitions than one 128-thread tile,
 empty presynaptic rows, sensors). The inputs and the tolerance are the cpu face's
-(tests/kernels/test_update_local.py).
+(tests/kernels/update_local_cases.py).
 """
 
 import numpy as np
@@ -11,7 +11,7 @@ import pytest
 
 from leaky.kernels import update_local as ul
 from leaky.kernels.update_local import critic_layout
-from tests.kernels.test_update_local import assert_faces_agree, random_update_case, run_face
+from tests.kernels.update_local_cases import assert_faces_agree, random_update_case, run_face
 
 pytestmark = pytest.mark.cudasim
 

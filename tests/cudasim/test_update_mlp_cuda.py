@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from leaky.kernels import update_mlp as um
-from tests.kernels.test_update_mlp import (ARGS, OUTPUTS, assert_faces_agree, random_mlp_case,
-                                           run_face, tolerance)
+from tests.kernels.update_local_cases import call_update
+from tests.kernels.update_mlp_cases import assert_faces_agree, random_mlp_case, run_face, tolerance
 
 pytestmark = pytest.mark.cudasim
 
@@ -66,6 +66,5 @@ def test_cuda_face_ignores_what_the_scratch_held():
     a = {k: (v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in args.items()}
     p = {k: v.astype(np.float32) for k, v in params.items()}
     work = np.full(p["theta"].shape, np.nan, dtype=np.float32)
-    um.update_mlp_cuda(*(a[k] for k in ARGS), *(p[k] for k in OUTPUTS), flags["n_inputs"],
-                       flags["activation"], cfg, flags["step"], work=work)
+    call_update(um.update_mlp_cuda, a, p, cfg, flags["n_inputs"], flags["activation"], flags["step"], work=work)
     assert_faces_agree({k: v.astype(np.float64) for k, v in p.items()}, want, tolerance(args, 3))

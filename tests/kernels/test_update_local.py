@@ -8,8 +8,6 @@ and a contextual bandit the advantage critic must solve. The cuda face runs the 
 tests/cudasim/test_update_local_cuda.py (simulator process).
 """
 
-import functools
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,101 +18,8 @@ from leaky.kernels import update_local as ul
 from leaky.learners.critics import UpdateConfig, build_transitions, dopamine_td, neuron_slices
 from leaky.kernels.update_local import critic_layout
 from leaky.kernels.update_local.boundary import _masks
-
-MUTABLE = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
-OUTPUTS = MUTABLE + ("diag",)
-ACT = {0: np.tanh, 1: lambda y: np.maximum(y, 0.0), 2: lambda y: y}
-DACT = {0: lambda y: 1.0 - np.tanh(y) ** 2, 1: lambda y: (y > 0) * 1.0, 2: lambda y: 1.0 + 0 * y}
-
-
-def _f32(a):
-    """Values representable in float32, held in float64: every face sees the same inputs."""
-    return np.asarray(a, dtype=np.float32).astype(np.float64)
-
-
-def random_update_case(rng, B, N, ell, n_inputs, clock="causal", view="all", family="advantage",
-                       baseline="own", optimizer="adam", activation=0, density=0.6, step=3,
-                       **overrides):
-    """Inputs of one local update drawn from ``rng``: ``(args, params, cfg, flags)``.
-
-    ``args`` are the read-only arrays, ``params`` the ones updated in place (float64 values that
-    float32 represents exactly). Learning rates are large so that every update is visible.
-    """
-    act = ACT[activation]
-    mask = (rng.uniform(size=(N, N)) < density).astype(np.float64)
-    if N > 2:
-        mask[N - 1] = 0.0            # a neuron without inputs (empty presynaptic range)
-    nz = mask != 0
-    any_nz = nz.any(axis=1)
-    col_lo = np.where(any_nz, nz.argmax(axis=1), 0).astype(np.int32)
-    col_hi = np.where(any_nz, N - nz[:, ::-1].argmax(axis=1), 0).astype(np.int32)
-    if clock == "causal":
-        tau = rng.integers(0, ell, size=N).astype(np.int32)
-    else:
-        tau = np.full(N, -1, dtype=np.int32)
-    ys = rng.standard_normal((ell, B, N))
-    args = dict(
-        Vs=_f32(rng.uniform(-1, 1, (ell, B, N))),
-        ys=_f32(ys),
-        alphas=_f32(act(ys) + 0.3 * rng.standard_normal((ell, B, N))),
-        Vn=_f32(rng.uniform(-1, 1, (ell, B, N))),
-        yn=_f32(rng.standard_normal((ell, B, N))),
-        r=_f32(rng.standard_normal((ell, B))),
-        cont=_f32(rng.uniform(0, 1, (ell, B))),
-        delta=_f32(rng.standard_normal((ell, B))),
-        tau=tau, mask=mask, col_lo=col_lo, col_hi=col_hi)
-    lay = critic_layout(N)
-    theta = 0.3 * rng.standard_normal((N, lay.width))
-    theta[:, lay.h] = -np.abs(theta[:, lay.h])
-    params = dict(
-        K=_f32(rng.standard_normal((N, N)) * mask),
-        bias=_f32(0.3 * rng.standard_normal(N)),
-        theta=_f32(theta),
-        theta_bar=_f32(theta + 0.1 * rng.standard_normal(theta.shape)),
-        # A mid-run Adam state (v well above g²·(1−β₂)): the step is a smooth function of the
-        # gradient, so float32 rounding cannot flip a sign the way m̂/√v̂ at t = 1 would.
-        adam_m=_f32(0.05 * rng.standard_normal(theta.shape)),
-        adam_v=_f32(rng.uniform(0.01, 0.05, theta.shape)),
-        diag=np.full((N, 3), np.nan))
-    hyper = dict(family=family, view=view, baseline=baseline, optimizer=optimizer,
-                 lr_critic=0.05, lr_actor=0.2, tau_soft=0.3, beta1=0.8, beta2=0.95, eps=1e-6)
-    hyper.update(overrides)
-    return args, params, UpdateConfig(**hyper), dict(n_inputs=n_inputs, activation=activation,
-                                                        step=step)
-
-
-def run_face(face, args, params, cfg, flags):
-    """Run one face on copies (float32 for cpu/cuda, float64 for the reference): float64 out."""
-    dtype = np.float64 if face is ul.update_local_reference else np.float32
-    a = {k: (v if v.dtype.kind == "i" else np.ascontiguousarray(v, dtype=dtype))
-         for k, v in args.items()}
-    p = {k: np.array(v, dtype=dtype, order="C") for k, v in params.items()}  # copies
-    face(a["Vs"], a["ys"], a["alphas"], a["Vn"], a["yn"], a["r"], a["cont"], a["delta"], a["tau"],
-         a["mask"], a["col_lo"], a["col_hi"], p["K"], p["bias"], p["theta"], p["theta_bar"],
-         p["adam_m"], p["adam_v"], p["diag"], flags["n_inputs"], flags["activation"], cfg,
-         flags["step"])
-    return {k: v.astype(np.float64) for k, v in p.items()}
-
-
-def tolerance(args):
-    """atol per unit of output magnitude, float32 face vs float64 reference.
-
-    Each output is its input plus a step of O(lr) times means over S transitions of products
-    of O(1) factors with dot products over ≤ N features. A sequential float32 sum of k such
-    terms is off by at most about k·2⁻²⁴ relative, so (N + S)·2⁻²⁴ (at least 32·2⁻²⁴ ≈ 2e-6)
-    bounds the error of the dot products and the means together; the cuda face's tree sums do
-    better. Measured on 300 random cases: at most a tenth of it.
-    """
-    T, B, N = args["Vs"].shape
-    return 2.0 ** -24 * max(32, N + T * B)
-
-
-def assert_faces_agree(got, want, args):
-    tol = tolerance(args)
-    for key in OUTPUTS:
-        scale = max(1.0, float(np.abs(want[key]).max()))
-        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=tol * scale, err_msg=key)
-
+from tests.kernels.update_local_cases import (ACT, DACT, MUTABLE, OUTPUTS, assert_faces_agree, call_update,
+                                            random_update_case, run_face)
 
 # ---------------------------------------------------------------------------------------------
 # cpu face against the reference
@@ -173,10 +78,8 @@ def test_cpu_face_accepts_none_placeholders(rng):
     want = run_face(ul.update_local_reference, args, params, cfg, flags)
     f32 = {k: (v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in args.items()}
     p = {k: v.astype(np.float32) for k, v in params.items()}
-    ul.update_local_cpu(f32["Vs"], f32["ys"], f32["alphas"], f32["Vn"], f32["yn"], f32["r"],
-                        f32["cont"], None, f32["tau"], f32["mask"], f32["col_lo"], f32["col_hi"],
-                        p["K"], p["bias"], p["theta"], p["theta_bar"], None, None, p["diag"],
-                        flags["n_inputs"], flags["activation"], cfg, flags["step"])
+    f32["delta"] = p["adam_m"] = p["adam_v"] = None
+    call_update(ul.update_local_cpu, f32, p, cfg, flags["n_inputs"], flags["activation"], flags["step"])
     for key in ("K", "bias", "theta", "theta_bar", "diag"):
         np.testing.assert_allclose(p[key], want[key], atol=1e-5, err_msg=key)
 
@@ -426,7 +329,7 @@ def test_build_transitions(clock):
             last = tau == ell - 1
             np.testing.assert_array_equal(tr.reward[tau], reward if last else 0.0)
             np.testing.assert_allclose(tr.cont[tau], 0.9 ** (1 / ell) * (alive if last else 1.0))
-    for field in tr:
+    for field in tr[:7]:          # delta stays None: the dopamine baseline fills it in
         assert field.flags.c_contiguous and field.dtype == np.float64
     tau = neuron_slices(net.decision_step, clock)
     assert tau.dtype == np.int32
@@ -442,7 +345,7 @@ def test_network_transitions_through_cpu_face_match_reference():
               for c in (c0, c1))                          # what a cpu network's step returns
     ell, B, N = c0.alpha.shape
     tr = build_transitions(c0, c1, np.ones(B), np.zeros(B, bool), 0.95, "causal", np)
-    assert all(f.dtype == np.float32 for f in tr)
+    assert all(f.dtype == np.float32 for f in tr[:7])
     lay = critic_layout(N)
     rng = np.random.default_rng(0)
     params = dict(K=net.K.astype(np.float32), bias=net.b.astype(np.float32),
@@ -518,9 +421,10 @@ def _bandit(rng, n_updates, lr_actor, B=64, d=3, noise=0.3):
         alphas = ys.copy()
         alphas[0, :, d] = np.tanh(y) + noise * rng.standard_normal(B)
         r = -(alphas[0, :, d] - Vs[0, :, :d] @ A) ** 2
-        ul.update_local_reference(Vs, ys, alphas, Vs, ys, r[None], np.zeros((1, B)), None, tau,
-                                  mask, col_lo, col_hi, K, bias, theta, theta_bar, adam_m, adam_v,
-                                  diag, d, 0, cfg, step)
+        ul.update_local_reference(ul.Transitions(Vs, ys, alphas, Vs, ys, r[None], np.zeros((1, B))),
+                                  ul.Topology(tau, mask, col_lo, col_hi), ul.ActorRows(K, bias),
+                                  ul.CriticState(theta, theta_bar, adam_m, adam_v), cfg.scalars(d, 0, step),
+                                  ul.UpdateOut(diag))
     probe = states(500)[0]
     mu = np.tanh(probe @ K[d] + bias[d])
     slope = theta[d, lay.u] + probe @ theta[d, lay.p]
@@ -554,7 +458,7 @@ def test_cpu_workspace_reused_between_calls_gives_the_same_updates():
     assert all(args["Vs"].shape == work[0].shape for args, *_ in cases)   # the workspace is used
     for args, params, cfg, flags in cases:
         fresh = run_face(ul.update_local_cpu, args, params, cfg, flags)
-        reused = run_face(functools.partial(ul.update_local_cpu, work=work), args, params, cfg, flags)
+        reused = run_face(ul.update_local_cpu, args, params, cfg, flags, work=work)
         for key in OUTPUTS:
             np.testing.assert_array_equal(reused[key], fresh[key], err_msg=key)
 
@@ -570,9 +474,10 @@ def test_critic_values_are_each_neurons_value_and_residual(family, baseline, vie
     args, params, cfg, flags = random_update_case(rng, B, N, ell, n_inputs, clock=clock, view=view,
                                                   family=family, baseline=baseline)
     tr = ul.Transitions(args["Vs"], args["ys"], args["alphas"], args["Vn"], args["yn"], args["r"],
-                        args["cont"])
-    q, td = ul.critic_values(tr, args["delta"], args["tau"], args["mask"], params["theta"],
-                             params["theta_bar"], n_inputs, flags["activation"], cfg, np)
+                        args["cont"], args["delta"])
+    top = ul.Topology(args["tau"], args["mask"], args["col_lo"], args["col_hi"])
+    q, td = ul.critic_values(tr, top, ul.CriticState(params["theta"], params["theta_bar"]),
+                             cfg.scalars(n_inputs, flags["activation"], 1), np)
     assert q.shape == td.shape == (B, N)
     assert np.isnan(q[:, :n_inputs]).all() and np.isnan(td[:, :n_inputs]).all()
     lay = critic_layout(N)

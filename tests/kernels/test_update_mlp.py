@@ -20,109 +20,9 @@ from leaky.core.errors import ConfigError
 from leaky.kernels import update_mlp as um
 from leaky.learners.critics import MLPUpdateConfig, init_mlp_critics
 from leaky.kernels.update_mlp import mlp_layout, unpack_mlp
-
-MUTABLE = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
-OUTPUTS = MUTABLE + ("diag",)
-ARGS = ("Vs", "ys", "alphas", "Vn", "yn", "r", "cont", "tau", "mask", "col_lo", "col_hi")
-ACT = {0: np.tanh, 1: lambda y: np.maximum(y, 0.0), 2: lambda y: y}
-DACT = {0: lambda y: 1.0 - np.tanh(y) ** 2, 1: lambda y: (y > 0) * 1.0, 2: lambda y: 1.0 + 0 * y}
-
-
-def _f32(a):
-    """Values representable in float32, held in float64: every face sees the same inputs."""
-    return np.asarray(a, dtype=np.float32).astype(np.float64)
-
-
-def column_ranges(mask):
-    nz = mask != 0
-    any_nz = nz.any(axis=1)
-    N = mask.shape[1]
-    col_lo = np.where(any_nz, nz.argmax(axis=1), 0).astype(np.int32)
-    col_hi = np.where(any_nz, N - nz[:, ::-1].argmax(axis=1), 0).astype(np.int32)
-    return col_lo, col_hi
-
-
-def random_mlp_case(rng, B, N, H, ell, n_inputs, clock="causal", view="all", optimizer="adam",
-                    activation=0, actor=True, density=0.6, step=3, **overrides):
-    """Inputs of one MLP-critic update drawn from ``rng``: ``(args, params, cfg, flags)``.
-
-    ``args`` are read-only, ``params`` updated in place (float64 values float32 represents
-    exactly). Weights are twice the initialiser's scale (hidden units away from linear) and the
-    learning rates large, so that every update is visible.
-    """
-    mask = (rng.uniform(size=(N, N)) < density).astype(np.float64)
-    if N > 2:
-        mask[N - 1] = 0.0            # a neuron without inputs (empty presynaptic range)
-    col_lo, col_hi = column_ranges(mask)
-    if clock == "causal":
-        tau = rng.integers(0, ell, size=N).astype(np.int32)
-    else:
-        tau = np.full(N, -1, dtype=np.int32)
-    ys = rng.standard_normal((ell, B, N))
-    args = dict(
-        Vs=_f32(rng.uniform(-1, 1, (ell, B, N))),
-        ys=_f32(ys),
-        alphas=_f32(ACT[activation](ys) + 0.3 * rng.standard_normal((ell, B, N))),
-        Vn=_f32(rng.uniform(-1, 1, (ell, B, N))),
-        yn=_f32(rng.standard_normal((ell, B, N))),
-        r=_f32(rng.standard_normal((ell, B))),
-        cont=_f32(rng.uniform(0, 1, (ell, B))),
-        tau=tau, mask=mask, col_lo=col_lo, col_hi=col_hi)
-    theta = 2.0 * init_mlp_critics(N, H, rng).theta
-    params = dict(
-        K=_f32(rng.standard_normal((N, N)) * mask),
-        bias=_f32(0.3 * rng.standard_normal(N)),
-        theta=_f32(theta),
-        theta_bar=_f32(theta + 0.1 * rng.standard_normal(theta.shape)),
-        # A mid-run Adam state (v well above g²·(1−β₂)): the step is a smooth function of the
-        # gradient, so float32 rounding cannot flip a sign the way m̂/√v̂ at t = 1 would.
-        adam_m=_f32(0.05 * rng.standard_normal(theta.shape)),
-        adam_v=_f32(rng.uniform(0.01, 0.05, theta.shape)),
-        diag=np.full((N, 3), np.nan))
-    hyper = dict(view=view, optimizer=optimizer, lr_critic=0.05, lr_actor=0.2, tau_soft=0.3,
-                 beta1=0.8, beta2=0.95, eps=1e-6, actor=actor)
-    hyper.update(overrides)
-    return args, params, MLPUpdateConfig(**hyper), dict(n_inputs=n_inputs, activation=activation,
-                                                        step=step)
-
-
-def run_face(face, args, params, cfg, flags, dtype=None):
-    """Run one face on copies (float32 for cpu/cuda unless ``dtype``, float64 for the
-    reference); returns the updated arrays in float64."""
-    if dtype is None:
-        dtype = np.float64 if face is um.update_mlp_reference else np.float32
-    a = {k: (v if v.dtype.kind == "i" else np.ascontiguousarray(v, dtype=dtype))
-         for k, v in args.items()}
-    p = {k: np.array(v, dtype=dtype, order="C") for k, v in params.items()}  # copies
-    face(*(a[k] for k in ARGS), *(p[k] for k in OUTPUTS), flags["n_inputs"], flags["activation"],
-         cfg, flags["step"])
-    return {k: v.astype(np.float64) for k, v in p.items()}
-
-
-def tolerance(args, H):
-    """atol per unit of output magnitude, float32 face vs float64 reference.
-
-    Every output is its input plus a step of O(lr) times means over S transitions of products
-    of O(1) factors: a forward pass through dot products of N+1 and H terms, a backward pass
-    through H terms, and about 30 roundings on the way from the inputs to an Adam moment. A
-    float32 sum of k terms is off by about k·2⁻²⁴ relative, so (N + H + S + 32)·2⁻²⁴ is the unit;
-    on 3000 random cases the worst output (adam_v, which squares the gradient) was 0.36 units,
-    so 2 units leave a margin without hiding a wrong index (which shows as O(lr) ≈ 1e-2).
-    """
-    T, B, N = args["Vs"].shape
-    S = (T if args["tau"].min() < 0 else 1) * B
-    return 2.0 * 2.0 ** -24 * (N + H + S + 32)
-
-
-def assert_faces_agree(got, want, tol):
-    for key in OUTPUTS:
-        scale = max(1.0, float(np.abs(want[key]).max()))
-        np.testing.assert_allclose(got[key], want[key], rtol=0, atol=tol * scale, err_msg=key)
-
-
-def hidden_of(params):
-    return um.mlp_hidden(params["theta"].shape[0], params["theta"].shape[1])
-
+from tests.kernels.update_local_cases import call_update
+from tests.kernels.update_mlp_cases import (ACT, MUTABLE, OUTPUTS, assert_faces_agree, column_ranges,
+                                          random_mlp_case, run_face, tolerance)
 
 # ---------------------------------------------------------------------------------------------
 # cpu face against the reference
@@ -191,8 +91,8 @@ def test_cpu_face_accepts_none_moments_under_sgd(rng):
     want = run_face(um.update_mlp_reference, args, params, cfg, flags)
     p = {k: v.astype(np.float32) for k, v in params.items()}
     a = {k: (v if v.dtype.kind == "i" else v.astype(np.float32)) for k, v in args.items()}
-    um.update_mlp_cpu(*(a[k] for k in ARGS), p["K"], p["bias"], p["theta"], p["theta_bar"], None,
-                      None, p["diag"], 1, 0, cfg, 1)
+    p["adam_m"] = p["adam_v"] = None
+    call_update(um.update_mlp_cpu, a, p, cfg, 1, 0, 1)
     for key in ("K", "bias", "theta", "theta_bar", "diag"):
         np.testing.assert_allclose(p[key], want[key], rtol=0, atol=1e-5, err_msg=key)
 
@@ -437,9 +337,11 @@ def test_td_evaluates_a_fixed_policy_on_a_markov_chain():
         yn = np.zeros((B, N))
         yn[:, n_in] = y_state[nxt[s]]
         alphas = np.tanh(ys) + 0.1 * rng.standard_normal((B, N))
-        um.update_mlp_cpu(f32(X[s]), f32(ys), f32(alphas), f32(X[nxt[s]]), f32(yn), f32(R[s]),
-                          f32(np.full(B, gamma)), tau, mask, col_lo, col_hi, K, bias, crit.theta,
-                          crit.theta_bar, crit.adam_m, crit.adam_v, diag, n_in, 0, cfg, step)
+        tr = um.Transitions(f32(X[s]), f32(ys), f32(alphas), f32(X[nxt[s]]), f32(yn), f32(R[s]),
+                            f32(np.full(B, gamma)))
+        um.update_mlp_cpu(tr, um.Topology(tau, mask, col_lo, col_hi), um.ActorRows(K, bias),
+                          um.CriticState(crit.theta, crit.theta_bar, crit.adam_m, crit.adam_v),
+                          cfg.scalars(n_in, 0, step), um.UpdateOut(diag))
     elapsed = time.perf_counter() - start
     loss, q = td_loss()
     assert loss < loss0 / 100, (loss0, loss)
@@ -460,8 +362,9 @@ def test_critic_values_are_each_neurons_q_and_td_error(view, clock):
     args, params, cfg, flags = random_mlp_case(rng, B, N, H, ell, n_inputs, clock=clock, view=view)
     tr = Transitions(args["Vs"], args["ys"], args["alphas"], args["Vn"], args["yn"], args["r"],
                      args["cont"])
-    q, td = um.critic_values(tr, args["tau"], args["mask"], params["theta"], params["theta_bar"],
-                             n_inputs, flags["activation"], view, np)
+    top = um.Topology(args["tau"], args["mask"], args["col_lo"], args["col_hi"])
+    q, td = um.critic_values(tr, top, um.CriticState(params["theta"], params["theta_bar"]),
+                             cfg.scalars(n_inputs, flags["activation"], 1), np)
     assert np.isnan(q[:, :n_inputs]).all() and np.isnan(td[:, :n_inputs]).all()
     act = ACT[flags["activation"]]
     for n, t in zip(range(n_inputs, N), record_slices(args["tau"], ell)[n_inputs:]):

@@ -69,17 +69,18 @@ def test_critic_row_gradient_is_the_kernels_actor_step(name):
     tau = critics.neuron_slices(net.decision_step, est.local.clock).astype(np.int32)
     alphas = np.tanh(tape.y)                          # greedy: d = 0, the slope is taken at μ
     zeros = np.zeros(tape.y.shape[:2])
-    args = (tape.V[:ell], tape.y, alphas, tape.V[:ell], tape.y, zeros, zeros)
-    common = (tau, net.mask, net.col_lo, net.col_hi, K, b, theta, theta.copy(), np.zeros_like(theta),
-              np.zeros_like(theta), np.zeros((net.n_neurons, 3)), 3, 0)
+    state = (ul.Transitions(tape.V[:ell], tape.y, alphas, tape.V[:ell], tape.y, zeros, zeros),
+             ul.Topology(tau, net.mask, net.col_lo, net.col_hi), ul.ActorRows(K, b),
+             ul.CriticState(theta, theta.copy(), np.zeros_like(theta), np.zeros_like(theta)))
+    out = ul.UpdateOut(np.zeros((net.n_neurons, 3)))
     if name == "mlp":
         ucfg = critics.MLPUpdateConfig(view=est.local.view, optimizer="sgd", lr_critic=0.0, lr_actor=1.0,
-                                  tau_soft=0.0)
-        um.update_mlp_reference(*args, *common, ucfg, 1)
+                                       tau_soft=0.0)
+        um.update_mlp_reference(*state, ucfg.scalars(3, 0, 1), out)
     else:
         ucfg = critics.UpdateConfig(family=est.local.family, view=est.local.view, optimizer="sgd",
-                               lr_critic=0.0, lr_actor=1.0, tau_soft=0.0)
-        ul.update_local_reference(*args, None, *common, ucfg, 1)
+                                    lr_critic=0.0, lr_actor=1.0, tau_soft=0.0)
+        ul.update_local_reference(*state, ucfg.scalars(3, 0, 1), out)
     np.testing.assert_allclose(G, K - net.K, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(Gb, b - net.b, rtol=1e-9, atol=1e-12)
     assert np.abs(G).sum() > 0 and np.all(slope[:, :3] == 0)
