@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import carray, njit, prange
+from numba import carray, prange
 
-from leaky.kernels.jit import FASTMATH as _FAST
 from leaky.kernels.jit import compiled
-from leaky.kernels.jit import fmuladd as _fma
+from leaky.kernels.jit import cpu_jit as _cpu_jit
 from leaky.kernels.jit import stack_empty as _stack_empty
 from leaky.kernels.scalar import tanh32 as _tanh32
+from leaky.kernels.tiles import outer_nn as _outer_nn
+from leaky.kernels.tiles import outer_nn8 as _outer_nn8
+from leaky.kernels.tiles import outer_tn as _outer_tn
 from leaky.kernels.scalar import step_param as _step_param
 from leaky.kernels.update_local.boundary import (ActorRows, CriticState, LocalScalars, Topology, Transitions,
                                                  UpdateOut)
@@ -40,10 +42,6 @@ def _compiled(fn, name, **flags):
 # zero-division checks, which stop LLVM vectorising). docs/local-update.md has the details.
 
 TILE_CPU = 32
-
-
-def _cpu_jit(**flags):
-    return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)
 
 
 @_cpu_jit()
@@ -119,104 +117,6 @@ def _union_range(ids, k, col_lo, col_hi):
     if hi <= lo:
         return 0, 0
     return lo, hi
-
-
-@_cpu_jit(inline="always")
-def _outer_nn(A, s0, P, L, out):
-    """``out[s0:s0+8, 0:32] = A[s0:s0+8, 0:L] · P[0:L, 0:32]``: eight transitions' dot products
-    with 32 packed critic rows.
-
-    Per feature m, one row of the panel (two vectors) times eight broadcast voltages into 16
-    vector accumulators; the accumulators live in a stack array that LLVM keeps in registers
-    (the pattern of kernels/step's outer tiles).
-    """
-    acc = carray(_stack_empty(256, out), (8, 32))
-    zero = out.dtype.type(0)
-    for j in range(32):
-        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
-        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
-    v0, v1, v2, v3 = A[s0], A[s0 + 1], A[s0 + 2], A[s0 + 3]
-    v4, v5, v6, v7 = A[s0 + 4], A[s0 + 5], A[s0 + 6], A[s0 + 7]
-    for m in range(L):
-        x0, x1, x2, x3, x4, x5, x6, x7 = v0[m], v1[m], v2[m], v3[m], v4[m], v5[m], v6[m], v7[m]
-        w = P[m]
-        for j in range(32):
-            k = w[j]
-            acc[0, j] = _fma(x0, k, acc[0, j])
-            acc[1, j] = _fma(x1, k, acc[1, j])
-            acc[2, j] = _fma(x2, k, acc[2, j])
-            acc[3, j] = _fma(x3, k, acc[3, j])
-            acc[4, j] = _fma(x4, k, acc[4, j])
-            acc[5, j] = _fma(x5, k, acc[5, j])
-            acc[6, j] = _fma(x6, k, acc[6, j])
-            acc[7, j] = _fma(x7, k, acc[7, j])
-    for r in range(8):
-        o = out[s0 + r]
-        for j in range(32):
-            o[j] = acc[r, j]
-
-
-@_cpu_jit(inline="always")
-def _outer_tn(E, c0, A, r0, m0, S, out, o0):
-    """``out[c0:c0+8, o0:o0+32] = E[0:S, c0:c0+8]ᵀ · A[r0:r0+S, m0:m0+32]``: eight gradient
-    rows (per-transition weights e of eight neurons) over 32 features, summed over the S
-    transitions in order; per transition eight broadcast weights times two vectors of voltages.
-    ``A`` is the voltages (T·B, N) or one column panel of them (T·B, 32), whose rows are
-    contiguous, so the tile streams memory in order (rows of the plain layout are N floats apart).
-    """
-    acc = carray(_stack_empty(256, out), (8, 32))
-    zero = out.dtype.type(0)
-    for j in range(32):
-        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
-        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
-    for s in range(S):
-        e = E[s]
-        e0, e1, e2, e3 = e[c0], e[c0 + 1], e[c0 + 2], e[c0 + 3]
-        e4, e5, e6, e7 = e[c0 + 4], e[c0 + 5], e[c0 + 6], e[c0 + 7]
-        a = A[r0 + s, m0:m0 + 32]
-        for j in range(32):
-            k = a[j]
-            acc[0, j] = _fma(e0, k, acc[0, j])
-            acc[1, j] = _fma(e1, k, acc[1, j])
-            acc[2, j] = _fma(e2, k, acc[2, j])
-            acc[3, j] = _fma(e3, k, acc[3, j])
-            acc[4, j] = _fma(e4, k, acc[4, j])
-            acc[5, j] = _fma(e5, k, acc[5, j])
-            acc[6, j] = _fma(e6, k, acc[6, j])
-            acc[7, j] = _fma(e7, k, acc[7, j])
-    for r in range(8):
-        o = out[c0 + r, o0:o0 + 32]
-        for j in range(32):
-            o[j] = acc[r, j]
-
-
-@_cpu_jit(inline="always")
-def _outer_nn8(A, s0, P, L, out):
-    """:func:`_outer_nn` for the first 8 columns only (tiles of at most 8 neurons)."""
-    acc = carray(_stack_empty(64, out), (8, 8))
-    zero = out.dtype.type(0)
-    for j in range(8):
-        acc[0, j] = acc[1, j] = acc[2, j] = acc[3, j] = zero
-        acc[4, j] = acc[5, j] = acc[6, j] = acc[7, j] = zero
-    v0, v1, v2, v3 = A[s0], A[s0 + 1], A[s0 + 2], A[s0 + 3]
-    v4, v5, v6, v7 = A[s0 + 4], A[s0 + 5], A[s0 + 6], A[s0 + 7]
-    for m in range(L):
-        x0, x1, x2, x3, x4, x5, x6, x7 = v0[m], v1[m], v2[m], v3[m], v4[m], v5[m], v6[m], v7[m]
-        w = P[m]
-        for j in range(8):
-            k = w[j]
-            acc[0, j] = _fma(x0, k, acc[0, j])
-            acc[1, j] = _fma(x1, k, acc[1, j])
-            acc[2, j] = _fma(x2, k, acc[2, j])
-            acc[3, j] = _fma(x3, k, acc[3, j])
-            acc[4, j] = _fma(x4, k, acc[4, j])
-            acc[5, j] = _fma(x5, k, acc[5, j])
-            acc[6, j] = _fma(x6, k, acc[6, j])
-            acc[7, j] = _fma(x7, k, acc[7, j])
-    for r in range(8):
-        o = out[s0 + r]
-        for j in range(8):
-            o[j] = acc[r, j]
 
 
 @_cpu_jit()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import carray, njit, prange
+from numba import carray, prange
 from numba import types as nbtypes
 from numba.extending import overload
 
 from leaky.kernels.jit import FASTMATH as _FAST
+from leaky.kernels.jit import cpu_jit as _cpu_jit
 from leaky.kernels.jit import compiled as _compiled
 from leaky.kernels.jit import fmuladd as _fma
 from leaky.kernels.jit import stack_empty as _stack_empty
@@ -55,10 +56,6 @@ from leaky.kernels.update_mlp.boundary import (ActorRows, CriticState, MLPScalar
 BLOCK_CPU = 16      # transitions per panel block (one vector of float32)
 UNITS_CPU = 16      # hidden units per register tile: H is padded to a multiple
 FEATURES_CPU = 32   # features per gradient tile: the rows of V are padded to a multiple
-
-
-def _cpu_jit(**flags):
-    return njit(cache=True, fastmath=_FAST, error_model="numpy", **flags)
 
 
 def _tanh(x):

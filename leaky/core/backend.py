@@ -99,7 +99,8 @@ class Generator:
         if words is not None and not self.backend.on_gpu:
             set_pcg64_words(self._rng, words)
             return
-        seq = np.random.SeedSequence(int(self.seed), spawn_key=(int(resume_key),))
+        seed = self.seed if isinstance(self.seed, np.random.SeedSequence) else np.random.SeedSequence(int(self.seed))
+        seq = np.random.SeedSequence(seed.entropy, spawn_key=tuple(seed.spawn_key) + (int(resume_key),))
         xp = self.backend.xp if self.backend.on_gpu else np
         self._rng = xp.random.default_rng(int_seed(seq))
 
@@ -109,8 +110,16 @@ class Generator:
     def normal(self, scale, size):
         return self.standard_normal(size) * self.backend.dtype.type(scale)
 
-    def integers(self, high, size):
-        return self._rng.integers(0, high, size=size)
+    def random(self, size):
+        """Uniform draws in [0, 1) in the backend's dtype."""
+        return self._rng.random(size, dtype=self.backend.dtype)
+
+    def integers(self, low, high, size):
+        """Integers in [low, high), NumPy's convention (so a replay buffer samples with either)."""
+        return self._rng.integers(low, high, size=size)
+
+    def permutation(self, n):
+        return self._rng.permutation(n)
 
     def rademacher(self, size):
         """±1 with probability ½ each (backend dtype): one random bit per value."""

@@ -33,7 +33,80 @@ class Transition:
     next_cache: StepCache  # step t+1 (rows that were truncated: the bootstrap step)
 
 
-class OnlineLearner(ABC):
+class Learner(ABC):
+    """What every learner is: the protocol :mod:`leaky.training.loop` drives and one checkpoint
+    convention for its random streams.
+
+    A learner acts (``act``), is told the outcome (``observe``) and learns (``update``); with
+    ``record_critic`` set it leaves a critic record (``critic_record``, :mod:`leaky.learners.records`).
+    Every random stream it draws from is made by :meth:`stream`, which names and registers it:
+    ``state_dict`` then saves every stream as ``rng.<name>`` (:meth:`rng_state`, NumPy's PCG64
+    state as uint64 words) and ``load_state_dict`` continues each where it was
+    (:meth:`load_rng_state`); CuPy's generators expose no state, so on a GPU each stream is
+    reseeded on resume from its seed and the resume point (a fresh, independent stream).
+    """
+
+    critic_lag = 0   # how many steps the critic record lags the step it is returned at
+
+    def __init__(self, net: Network):
+        self.net = net
+        self._streams: dict = {}
+        self.record_critic = False   # leave a critic record for the trace
+        self._critic_record = None
+
+    def critic_record(self):
+        """The :class:`~leaky.learners.records.CriticRecord` of the last update (None: none since
+        the last call, or ``record_critic`` is off), then forgotten."""
+        record, self._critic_record = self._critic_record, None
+        return record
+
+    def stream(self, name: str, seed, backend=None):
+        """A generator (:class:`leaky.core.backend.Generator`) seeded with ``seed`` (an int or a
+        ``SeedSequence``) on ``backend`` (default: the network's), registered as ``rng.<name>``."""
+        if name in self._streams:
+            raise ValueError(f"{type(self).__name__}: a random stream named {name!r} exists already")
+        gen = (backend or self.net.backend).rng(seed)
+        self._streams[name] = gen
+        return gen
+
+    def rng_state(self) -> dict:
+        """``{"rng.<name>": words}`` of every stream that has a state (NumPy's)."""
+        out = {}
+        for name, gen in self._streams.items():
+            words = gen.state()
+            if words is not None:
+                out[f"rng.{name}"] = words
+        return out
+
+    def load_rng_state(self, state: dict, resume_key: int) -> None:
+        """Continue every stream from ``state``'s ``rng.<name>``; a stream without a saved state
+        (a GPU's, or a checkpoint from before it existed) is reseeded with ``resume_key``."""
+        for name, gen in self._streams.items():
+            words = state.get(f"rng.{name}")
+            gen.set_state(None if words is None else np.asarray(words), resume_key=resume_key)
+
+    @abstractmethod
+    def act(self, V, obs, explore: bool = True):
+        """One environment step of the network for B environments: ``(V_end, action)``."""
+
+    @abstractmethod
+    def observe(self, obs, action, reward, next_obs, terminated, truncated, V_start, V_end):
+        """The outcome of the last exploring ``act``."""
+
+    @abstractmethod
+    def update(self) -> dict:
+        """Learn from what was observed; returns scalar metrics ({} when nothing was learned)."""
+
+    @abstractmethod
+    def state_dict(self) -> dict:
+        """Everything a resume needs, arrays and scalars, every random stream included."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s state."""
+
+
+class OnlineLearner(Learner):
     """Base of the local and perturbation learners: noise, one-step-late transitions.
 
     Critic record (:mod:`leaky.learners.records`): with ``record_critic`` set, :meth:`learn` leaves the
@@ -44,18 +117,16 @@ class OnlineLearner(ABC):
     critic_lag = 1
 
     def __init__(self, net: Network, noise_std: float, seed: int):
-        self.net = net
+        super().__init__(net)
         self.xp = net.xp
         self.noise_std = noise_std   # a float, or one std per neuron (N,)
-        self.rng = net.backend.rng(seed + 7919)
+        self.rng = self.stream("noise", seed + 7919)   # exploration noise and replay minibatches
         self._current: tuple[StepCache, Any] | None = None   # cache and noise of the latest act
         self._pending: dict | None = None                     # step t, waiting for step t+1
         self._ready: dict | None = None                       # step t-1, complete at update()
         self.last_noise = None
         self.last_cache = None
         self.updates = 0
-        self.record_critic = False
-        self._critic_record = None
 
     # -- the learner protocol of leaky.training.loop -----------------------------------------------
 
@@ -109,12 +180,6 @@ class OnlineLearner(ABC):
         """An update without a new transition (replay learners sample again); {} if none."""
         return {}
 
-    def critic_record(self):
-        """The :class:`~leaky.learners.records.CriticRecord` of the last update (None: none since the
-        last call, or ``record_critic`` is off), then forgotten."""
-        record, self._critic_record = self._critic_record, None
-        return record
-
     def _record(self, q_local, td_error) -> None:
         from leaky.learners.records import CriticRecord
 
@@ -125,17 +190,15 @@ class OnlineLearner(ABC):
     def state_dict(self) -> dict:
         """The counters and the noise generator's state (the noise, and the replay minibatches
         of a replay learner, continue where they were)."""
-        state = {"updates": self.updates}
-        words = self.rng.state()
-        if words is not None:
-            state["rng"] = words
-        return state
+        return {"updates": self.updates, **self.rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s state; the transition in flight is not kept (the next
         update has nothing to learn from, the one after learns the next step's)."""
         self.updates = int(state.get("updates", 0))
-        self.rng.set_state(state.get("rng"), resume_key=self.updates)
+        if "rng" in state and "rng.noise" not in state:   # checkpoints before the streams were named
+            state = {**state, "rng.noise": state["rng"]}
+        self.load_rng_state(state, resume_key=self.updates)
         self._pending = self._current = None
         self._ready = None
 

@@ -43,9 +43,10 @@ from leaky.core.backend import Backend, get_backend, to_numpy
 from leaky.core.errors import ConfigError, DivergenceError, InputError
 from leaky.kernels.scalar import ACTIVATIONS, INHIBITIONS, sigma, sigma_grad
 from leaky.model.network import Network
+from leaky.learners.base import Learner
 from leaky.learners.optim import Adam
 from leaky.learners.records import CriticRecord, broadcast_to_agents
-from leaky.core.rngstate import int_seed, pcg64_words, set_pcg64_words
+from leaky.core.rngstate import int_seed
 from leaky.core.validate import Choice, Int, Ints, Real, check_fields
 from leaky.learners.replay import ReplayBuffer
 
@@ -424,7 +425,7 @@ DDPGConfig.RULES = DDPG_RULES   # a subclass with more fields: {**DDPG_RULES, ..
 RESULTS_OPTIONS = {"hidden": (128, 128), "updates_per_step": 4, "learning_starts": 1000, "batch_size": 256}
 
 
-class DDPGLearner:
+class DDPGLearner(Learner):
     """DDPG whose actor is a leaky :class:`~leaky.Network` (trained in place).
 
     Parameters
@@ -458,8 +459,8 @@ class DDPGLearner:
         if be.name != net.backend.name:
             raise ConfigError(f"backend: got {be.name!r}, expected the network's backend "
                               f"{net.backend.name!r}")
-        self.net, self.cfg, self.backend = net, cfg, net.backend
-        xp = self.xp
+        super().__init__(net)
+        self.cfg, self.backend = cfg, net.backend
         ncfg = net.config
         self.n_obs, self.n_act, self.N = ncfg.n_inputs, ncfg.n_outputs, ncfg.n_neurons
         self._flags = dict(n_inputs=ncfg.n_inputs, activation=ncfg.activation,
@@ -474,13 +475,11 @@ class DDPGLearner:
         self.critic_optim = Adam(self.critic.params, lr=cfg.critic_lr)
         self.actor_optim = Adam([net.K, net.b], lr=cfg.actor_lr)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.n_obs, self.n_act, self.N, self.backend)
-        self._noise_rng = xp.random.default_rng(_int_seed(noise_seed))
-        self._sample_rng = xp.random.default_rng(_int_seed(sample_seed))
+        self._noise_rng = self.stream("noise", int_seed(noise_seed))     # exploration
+        self._sample_rng = self.stream("sample", int_seed(sample_seed))  # replay minibatches
         self._ou = None  # (B, d_act) OU state, made at the first exploring act
         self.n_updates = 0
-        self.record_critic = False   # observe() records Q(s, a) and δ for the trace
         self.last_cache = None       # the last act's StepCache (the trace's voltages="all")
-        self._critic_record = None
 
     @property
     def xp(self):
@@ -516,9 +515,9 @@ class DDPGLearner:
         B = action.shape[0]
         low, high = self.mid - self.half, self.mid + self.half
         if len(self.buffer) < self.cfg.learning_starts:
-            uniform = self._noise_rng.random((B, self.n_act), dtype=dtype)
+            uniform = self._noise_rng.random((B, self.n_act))
             return V_next, low + (high - low) * uniform
-        eps = self._noise_rng.standard_normal((B, self.n_act), dtype=dtype)
+        eps = self._noise_rng.standard_normal((B, self.n_act))
         if self.cfg.noise == "ou":
             if self._ou is None or self._ou.shape[0] != B:
                 self._ou = xp.zeros((B, self.n_act), dtype=dtype)
@@ -581,12 +580,6 @@ class DDPGLearner:
         q_next, _ = self.critic_target.forward(next_obs, next_tape.action)
         q, _ = self.critic.forward(obs, action)
         return q, reward + cfg.gamma * (1.0 - term) * q_next - q
-
-    def critic_record(self):
-        """The :class:`~leaky.learners.records.CriticRecord` of the last :meth:`observe` (None without
-        ``record_critic``), then forgotten."""
-        record, self._critic_record = self._critic_record, None
-        return record
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -683,8 +676,8 @@ class DDPGLearner:
 
         Keys: ``actor.K``, ``actor.b``, ``actor_target.K``, ``actor_target.b``, ``critic.<i>``,
         ``critic_target.<i>``, ``actor_optim.<k>``, ``critic_optim.<k>``, ``n_updates``,
-        ``rng.noise`` / ``rng.sample`` (NumPy generators' PCG64 states; CuPy's are reseeded on
-        load), ``ou`` (when OU noise is running) and, with ``include_replay``, ``replay.<field>``:
+        ``rng.<stream>`` for every random stream (:meth:`Learner.rng_state`: ``noise``,
+        ``sample``, and a subclass's own; CuPy's are reseeded on load), ``ou`` (when OU noise is running) and, with ``include_replay``, ``replay.<field>``:
         the stored transitions, oldest first (``capacity·(2·d_obs + d_act + 2 + 2·N)`` values
         when full: set ``include_replay=False`` for weights-only snapshots).
         """
@@ -698,9 +691,7 @@ class DDPGLearner:
         for name, optim in self._optimizers():
             for k, v in optim.state_dict().items():
                 d[f"{name}.{k}"] = v
-        for name, rng in (("noise", self._noise_rng), ("sample", self._sample_rng)):
-            if isinstance(rng, np.random.Generator):
-                d[f"rng.{name}"] = _pcg64_words(rng)
+        d.update(self.rng_state())
         if self._ou is not None:
             d["ou"] = to_numpy(self._ou).copy()
         if include_replay:
@@ -732,22 +723,13 @@ class DDPGLearner:
             optim.load_state_dict({k[len(prefix):]: v for k, v in d.items()
                                    if k.startswith(prefix)})
         self.n_updates = int(np.asarray(d.get("n_updates", 0)))
-        for name in ("noise", "sample"):
-            rng = getattr(self, f"_{name}_rng")
-            if f"rng.{name}" in d and isinstance(rng, np.random.Generator):
-                _set_pcg64_words(rng, np.asarray(d[f"rng.{name}"]))
-            elif not isinstance(rng, np.random.Generator):  # CuPy: a fresh stream per resume
-                stream = ("noise", "sample").index(name)
-                seq = np.random.SeedSequence(self.cfg.seed, spawn_key=(stream, self.n_updates))
-                setattr(self, f"_{name}_rng", self.xp.random.default_rng(_int_seed(seq)))
+        self.load_rng_state(d, resume_key=self.n_updates)
         self._ou = self.backend.asarray(np.asarray(d["ou"])) if "ou" in d else None
         if "replay.reward" in d:
             self.buffer.load_state_dict({k[len("replay."):]: v for k, v in d.items()
                                          if k.startswith("replay.")})
 
 
-# the generator-state helpers live in leaky.core.rngstate (shared with the online learners)
-_pcg64_words, _set_pcg64_words, _int_seed = pcg64_words, set_pcg64_words, int_seed
 
 
 def _checked(be: Backend, name: str, x, ndim: int):

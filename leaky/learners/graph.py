@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from leaky.core.backend import cuda_simulator, to_numpy
+from leaky.core.backend import to_numpy
 from leaky.core.errors import ConfigError
 from leaky.kernels import loop as lk
 from leaky.kernels import step as sk

@@ -358,5 +358,5 @@ class _TransitionBuffer:
 
     def sample(self, batch: int, rng) -> ul.Transitions:
         xp = self.xp
-        rows = self.ring.rows(rng.integers(len(self.ring), batch))
+        rows = self.ring.rows(rng.integers(0, len(self.ring), batch))
         return ul.Transitions(*(xp.ascontiguousarray(xp.moveaxis(rows[f], 0, 1)) for f in self.FIELDS))

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leaky.core.errors import ConfigError
 from leaky.kernels.scalar import ACTIVATIONS, sigma_grad
 from leaky.model.network import Network
 from leaky.learners.base import OnlineLearner, Transition

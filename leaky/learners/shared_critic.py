@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from leaky.core.backend import to_numpy
-from leaky.learners.ddpg import DDPGLearner, _pcg64_words, _set_pcg64_words
+from leaky.core.backend import get_backend, to_numpy
+from leaky.learners.ddpg import DDPGLearner
 from leaky.kernels import credit as ck
 from leaky.kernels import tangent as tk
 from leaky.kernels.data import Topology
@@ -86,7 +86,7 @@ class SharedCriticLearner(DDPGLearner):
     def __init__(self, net: Network, cfg: "LocalConfig"):
         super().__init__(net, cfg.ddpg_config())
         self.local = cfg
-        be, xp = self.backend, self.xp
+        be = self.backend
         N, ncfg = self.N, net.config
         self.rule = ck.RULES[cfg.rule]
         self.k = int(cfg.tangents) if cfg.rule != "dfa" else 0
@@ -112,8 +112,8 @@ class SharedCriticLearner(DDPGLearner):
         self.mb, self.vb = be.zeros(N), be.zeros(N)
         self.G, self.Gb = be.zeros((N, N)), be.zeros(N)
         self.actor_steps = 0
-        self._tangent_rng = be.rng(int(tangent_seed.generate_state(1)[0] >> 1))
-        self._shuffle_rng = np.random.default_rng(shuffle_seed)
+        self._tangent_rng = self.stream("tangent", int(tangent_seed.generate_state(1)[0] >> 1))
+        self._shuffle_rng = self.stream("shuffle", shuffle_seed, backend=get_backend("numpy"))   # on the host
         self._tangent_face = tk.FACES[be.name]
         self._credit_face = ck.FACES[be.name]
         self._leak_out = net.leak[N - self.n_act:]
@@ -203,9 +203,6 @@ class SharedCriticLearner(DDPGLearner):
         for name in ("F", "mK", "vK", "mb", "vb"):
             d[f"credit.{name}"] = to_numpy(getattr(self, name)).copy()
         d["credit.actor_steps"] = np.asarray(self.actor_steps, dtype=np.int64)
-        if isinstance(self._tangent_rng._rng, np.random.Generator):
-            d["rng.tangent"] = _pcg64_words(self._tangent_rng._rng)
-        d["rng.shuffle"] = _pcg64_words(self._shuffle_rng)
         return d
 
     def load_state_dict(self, d: dict) -> None:
@@ -213,9 +210,5 @@ class SharedCriticLearner(DDPGLearner):
         for name in ("F", "mK", "vK", "mb", "vb"):
             getattr(self, name)[...] = self.backend.asarray(np.asarray(d[f"credit.{name}"]))
         self.actor_steps = int(np.asarray(d["credit.actor_steps"]))
-        if "rng.tangent" in d and isinstance(self._tangent_rng._rng, np.random.Generator):
-            _set_pcg64_words(self._tangent_rng._rng, np.asarray(d["rng.tangent"]))
-        if "rng.shuffle" in d:
-            _set_pcg64_words(self._shuffle_rng, np.asarray(d["rng.shuffle"]))
 
 

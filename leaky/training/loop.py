@@ -29,38 +29,18 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import numpy as np
 
-from leaky.core.backend import get_backend, to_numpy
+from leaky.core.backend import to_numpy
 from leaky.model.config import NetworkConfig
 from leaky.core.errors import ConfigError, DivergenceError, InputError
 from leaky.kernels.scalar import ACTIVATIONS
+from leaky.learners.base import Learner   # what train drives: act, observe, update, checkpoints
 from leaky.model.network import Network
 from leaky.core.validate import Bool, Choice, Dict, Int, Ints, Optional, Real, Text, check_fields, show
 
 LEARNERS = ("local", "ddpg", "perturbation")
-
-
-class Learner(Protocol):
-    """What ``train`` calls. ``record_critic``/``critic_record``: the per-neuron critic data of
-    the trace (:mod:`leaky.learners.records`); a learner without them leaves NaN there."""
-
-    record_critic: bool
-    critic_lag: int
-
-    def act(self, V, obs, explore: bool): ...
-
-    def observe(self, obs, action, reward, next_obs, terminated, truncated, V_start, V_end): ...
-
-    def update(self) -> dict: ...
-
-    def state_dict(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> None: ...
-
-    def critic_record(self): ...
 
 
 @dataclass(frozen=True)

@@ -209,3 +209,23 @@ def test_ctrl_c_writes_the_checkpoint_closes_the_trace_and_exits_130(tmp_path):
     resumed = train(TrainConfig(learner="local", steps=done + 8, n_envs=2, hidden=(4,), progress=False,
                                 checkpoint=str(ck), resume=True, eval_every=10_000_000))
     assert resumed.env_steps == done + 8
+
+
+STREAMS = {"ddpg": {"noise", "sample"}, "local-feedback": {"noise", "sample", "tangent", "shuffle"},
+           "local-perturb": {"noise", "sample", "tangent", "shuffle"}, "perturbation": {"noise"}}
+
+
+@pytest.mark.parametrize("name", list(LEARNERS))
+def test_every_random_stream_is_checkpointed_as_rng_name(name):
+    """One convention for every learner (leaky.learners.base.Learner): each random stream it
+    draws from is registered by name, saved as ``rng.<name>`` and continued by a load."""
+    net, learner = _learner(name)
+    _drive(net, learner, np.random.default_rng(1), 12)
+    streams = learner._streams
+    assert set(streams) == STREAMS.get(name, {"noise"})
+    state = learner.state_dict()
+    assert {f"rng.{n}" for n in streams} <= set(state)
+    _, other = _learner(name)
+    other.load_state_dict(state)
+    for n, gen in streams.items():
+        np.testing.assert_array_equal(gen.standard_normal(4), other._streams[n].standard_normal(4), err_msg=n)
