@@ -162,3 +162,25 @@ def test_an_upward_import_is_reported(tmp_path):
     (tmp_path / "leaky" / "model").mkdir(parents=True)
     (tmp_path / "leaky" / "model" / "network.py").write_text("from leaky.learners.local import LocalLearner\n")
     assert _layer_violations(tmp_path) == ["leaky/model/network.py imports leaky.learners.local"]
+
+
+def _test_module_imports(root: pathlib.Path) -> list[str]:
+    """``file: module`` for every import of a test module (``test_*.py``) by a file under
+    ``root``: shared builders belong in ``*_cases.py`` modules."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{path.relative_to(root)}: {n}" for n in names
+                      if n.startswith("tests.") and n.rsplit(".", 1)[-1].startswith("test_")]
+    return found
+
+
+def test_no_test_module_imports_another():
+    assert not _test_module_imports(ROOT / "tests")
+
+
+def test_an_import_of_a_test_module_is_reported(tmp_path):
+    (tmp_path / "test_a.py").write_text("from tests.kernels.test_step import run_face\n")
+    assert _test_module_imports(tmp_path) == ["test_a.py: tests.kernels.test_step"]

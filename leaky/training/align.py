@@ -649,7 +649,7 @@ def _config_from_args(args) -> AlignConfig:
 
 
 def run(args) -> int:
-    from leaky.training.loop import _check_writable
+    from leaky.training.checkpoint import _check_writable
 
     cfg = _config_from_args(args)
     if args.png:

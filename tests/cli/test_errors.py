@@ -9,7 +9,7 @@ import pytest
 
 from leaky.cli import main
 from leaky.core.errors import ConfigError
-from tests.trace.test_trace import REPO
+from tests.trace.trace_cases import REPO
 
 TRAIN = ["train", "--steps", "8", "--envs", "2", "--hidden", "4", "--no-progress"]
 
@@ -52,7 +52,7 @@ def test_a_checkpoint_that_cannot_be_written_is_refused_before_training(tmp_path
 
 
 def test_plot_out_that_cannot_be_written(tmp_path, capsys):
-    from tests.trace.test_trace import write_run
+    from tests.trace.trace_cases import write_run
 
     run = tmp_path / "run.h5"
     write_run(run, 30, env_id="Pendulum-v1")
@@ -79,7 +79,7 @@ def test_sweep_report_of_a_missing_file_and_ray_without_ray(tmp_path, capsys, mo
 def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     """``leaky inspect run.h5 | head``: the reader goes away before leaky writes; leaky stops
     quietly with 141 (128 + SIGPIPE), as a C tool killed by SIGPIPE would."""
-    from tests.trace.test_trace import write_run
+    from tests.trace.trace_cases import write_run
 
     run = tmp_path / "run.h5"
     write_run(run, 30, env_id="Pendulum-v1")

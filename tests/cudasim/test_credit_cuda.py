@@ -3,14 +3,14 @@
 One block of 128 simulated threads per neuron: shapes are tiny but awkward (B = 1, a batch of
 more than one 128-row tile, a row of more than one 128-column pass, every rule, apply on and
 off, two consecutive updates). The inputs and the tolerance are the cpu face's
-(tests/kernels/test_credit.py).
+(tests/kernels/credit_cases.py).
 """
 
 import numpy as np
 import pytest
 
 from leaky.kernels import credit as ck
-from tests.kernels.test_credit import assert_faces_agree, random_credit_case, run_updates
+from tests.kernels.credit_cases import assert_faces_agree, random_credit_case, run_updates
 
 pytestmark = pytest.mark.cudasim
 

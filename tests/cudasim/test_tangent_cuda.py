@@ -3,14 +3,14 @@
 One block of 32 × 8 simulated threads per few batch rows: shapes are tiny but awkward (B = 1,
 N not a multiple of the 32-neuron tile, batches not a multiple of a block's rows, more stacked
 rows than one 8-row chunk, k = 0 and k = 17, pruned and random decision steps). The inputs and
-the tolerance are the cpu face's (tests/kernels/test_tangent.py).
+the tolerance are the cpu face's (tests/kernels/tangent_cases.py).
 """
 
 import numpy as np
 import pytest
 
 from leaky.kernels import tangent as tk
-from tests.kernels.test_tangent import assert_faces_agree, random_tangent_case, run_face
+from tests.kernels.tangent_cases import assert_faces_agree, random_tangent_case, run_face
 
 pytestmark = pytest.mark.cudasim
 

@@ -153,7 +153,7 @@ def test_bad_local_options():
                                    "learning_starts": 8, "batch_size": 8}])
 def test_learner_state_round_trips_through_a_checkpoint(tmp_path, opts):
     """Saved and restored, a learner continues exactly as the original does on the same data."""
-    from leaky.training.loop import load_checkpoint, save_checkpoint
+    from leaky.training.checkpoint import load_checkpoint, save_checkpoint
 
     def run(learner, net, steps, seed):
         rng = np.random.default_rng(seed)

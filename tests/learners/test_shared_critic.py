@@ -13,7 +13,7 @@ from leaky.learners.replay import ReplayBatch
 from leaky.learners.shared_critic import SharedCriticLearner, layer_groups
 from leaky.training.loop import TrainConfig, train
 
-from tests.learners.test_ddpg import ACTOR_CASES
+from tests.learners.ddpg_cases import ACTOR_CASES
 
 
 def _learner(cfg: NetworkConfig, rng, space=None, B=8, **options):

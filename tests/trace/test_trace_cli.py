@@ -18,7 +18,7 @@ import pytest
 
 from leaky.cli import main as leaky_main
 from leaky.trace import open_trace
-from tests.trace.test_trace import ACT, OBS, REPO, _check_minari_layout, _damage, write_run, writer_script
+from tests.trace.trace_cases import ACT, OBS, REPO, _check_minari_layout, _damage, write_run, writer_script
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

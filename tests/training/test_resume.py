@@ -14,9 +14,9 @@ import pytest
 
 from leaky.cli import main
 from leaky.core.errors import ConfigError
-from leaky.training.loop import (TrainConfig, build_network, load_checkpoint, make_learner, restore,
-                         save_checkpoint, train)
-from tests.trace.test_trace import REPO
+from leaky.training.checkpoint import load_checkpoint, restore, save_checkpoint
+from leaky.training.loop import TrainConfig, build_network, make_learner, train
+from tests.trace.trace_cases import REPO
 
 SMALL = dict(env="Pendulum-v1", steps=800, n_envs=4, eval_every=400, eval_episodes=2, progress=False,
              hidden=(8,))

@@ -9,7 +9,8 @@ import pytest
 
 from leaky import ConfigError, DivergenceError, InputError
 from leaky.cli import main
-from leaky.training.loop import TrainConfig, _check_network, build_network, load_checkpoint, save_checkpoint, train
+from leaky.training.checkpoint import load_checkpoint, save_checkpoint
+from leaky.training.loop import TrainConfig, _check_network, build_network, train
 from tests.training.training_cases import TRAINS_OPTIONS, assert_learned, short_run
 
 SMALL = dict(env="Pendulum-v1", steps=800, n_envs=4, eval_every=400, eval_episodes=2, progress=False,

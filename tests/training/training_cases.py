@@ -10,7 +10,8 @@ def short_run(backend: str, options: dict, tmp_path, steps: int = 400):
     """``(result, moved)``: a 400-step local-learner run on Pendulum-v1 (4 envs, one hidden layer
     of 16) and, per parameter of the network, ``‖after − before‖ / ‖before‖`` over the mask
     (K) or every neuron (b): how far learning moved the weights from their initial values."""
-    from leaky.training.loop import TrainConfig, build_network, load_checkpoint, make_envs, train
+    from leaky.training.checkpoint import load_checkpoint
+    from leaky.training.loop import TrainConfig, build_network, make_envs, train
 
     cfg = TrainConfig(env="Pendulum-v1", learner="local", backend=backend, steps=steps, n_envs=4,
                       eval_every=steps, eval_episodes=1, hidden=(16,), progress=False,
