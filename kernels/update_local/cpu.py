@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import carray, prange
 
@@ -14,6 +12,7 @@ from leaky.kernels.scalar import tanh32 as _tanh32
 from leaky.kernels.tiles import outer_nn as _outer_nn
 from leaky.kernels.tiles import outer_nn8 as _outer_nn8
 from leaky.kernels.tiles import outer_tn as _outer_tn
+from leaky.kernels.scalar import adam_step as _adam_step
 from leaky.kernels.scalar import step_param as _step_param
 from leaky.kernels.update_local.boundary import (ActorRows, CriticState, LocalScalars, Topology, Transitions,
                                                  UpdateOut)
@@ -272,12 +271,11 @@ def _step_span(th, am, av, g, fm, L, masked, optimizer, lr, inv, beta1, omb1, be
                 tb[m] = keep_soft * tb[m] + tau_soft * t
         else:
             for m in range(L):
-                gg = -(g[m] * inv)
-                mm = beta1 * am[m] + omb1 * gg
-                vv = beta2 * av[m] + omb2 * gg * gg
+                mm, vv, d = _adam_step(am[m], av[m], -(g[m] * inv), beta1, omb1, beta2, omb2,
+                                       step_size, eps_hat)
                 am[m] = mm
                 av[m] = vv
-                t = th[m] - step_size * mm / (math.sqrt(vv) + eps_hat)
+                t = th[m] - d
                 th[m] = t
                 tb[m] = keep_soft * tb[m] + tau_soft * t
     elif optimizer == 0:
@@ -290,10 +288,8 @@ def _step_span(th, am, av, g, fm, L, masked, optimizer, lr, inv, beta1, omb1, be
     else:
         for m in range(L):
             keep = masked and fm[m] == 0
-            gg = -(g[m] * inv)
-            mm = beta1 * am[m] + omb1 * gg
-            vv = beta2 * av[m] + omb2 * gg * gg
-            step = step_size * mm / (math.sqrt(vv) + eps_hat)
+            mm, vv, step = _adam_step(am[m], av[m], -(g[m] * inv), beta1, omb1, beta2, omb2,
+                                      step_size, eps_hat)
             am[m] = am[m] if keep else mm
             av[m] = av[m] if keep else vv
             t = th[m] if keep else th[m] - step

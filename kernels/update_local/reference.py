@@ -14,6 +14,20 @@ from leaky.kernels.update_local.boundary import (ActorRows, CriticState, LocalSc
 # ---------------------------------------------------------------------------------------------
 
 
+def _store(actor, critic, out, Kf, bf, th, thb, am, av, res):
+    """Write a reference's float64 results back into the caller's arrays (Adam's moments only
+    when stepped: ``am`` is None under SGD); returns ``out.diag``."""
+    actor.K[...] = Kf
+    actor.bias[...] = bf
+    critic.theta[...] = th
+    critic.theta_bar[...] = thb
+    if am is not None:
+        critic.adam_m[...] = am
+        critic.adam_v[...] = av
+    out.diag[...] = res
+    return out.diag
+
+
 def update_local_reference(tr: Transitions, top: Topology, actor: ActorRows, critic: CriticState,
                            sc: LocalScalars, out: UpdateOut):
     """Definition of the fused local update, in float64; steps ``actor`` and ``critic`` in place
@@ -29,7 +43,6 @@ def update_local_reference(tr: Transitions, top: Topology, actor: ActorRows, cri
     tau, mask = top.tau, top.mask
     K, bias = actor
     theta, theta_bar, adam_m, adam_v = critic
-    diag = out.diag
     family, view, baseline, optimizer = sc.family, sc.view, sc.baseline, sc.optimizer
     n_inputs, activation = sc.n_inputs, sc.activation
     f64 = lambda a: np.array(a, dtype=np.float64)  # noqa: E731
@@ -103,15 +116,7 @@ def update_local_reference(tr: Transitions, top: Topology, actor: ActorRows, cri
         thb[n, owned] = (1.0 - sc.tau_soft) * thb[n, owned] + sc.tau_soft * th[n, owned]
         res[n] = e.mean(), np.abs(e).mean(), slope.mean()
 
-    theta[...] = th
-    theta_bar[...] = thb
-    K[...] = Kf
-    bias[...] = bf
-    if optimizer == 1:
-        adam_m[...] = am
-        adam_v[...] = av
-    diag[...] = res
-    return diag
+    return _store(actor, critic, out, Kf, bf, th, thb, am, av, res)
 
 
 # ---------------------------------------------------------------------------------------------

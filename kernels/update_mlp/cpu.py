@@ -15,6 +15,7 @@ from leaky.kernels.jit import cpu_jit as _cpu_jit
 from leaky.kernels.jit import compiled as _compiled
 from leaky.kernels.jit import fmuladd as _fma
 from leaky.kernels.jit import stack_empty as _stack_empty
+from leaky.kernels.scalar import adam_step as _adam_step
 from leaky.kernels.scalar import tanh32 as _tanh32
 from leaky.kernels.update_mlp.boundary import (ActorRows, CriticState, MLPScalars, Topology, Transitions, UpdateOut,
                                                mlp_hidden)
@@ -468,12 +469,11 @@ def _step_row(th, am, av, tb, grad, inv, optimizer, lr, beta1, omb1, beta2, omb2
             tb[p] = keep * tb[p] + tau_soft * t
     else:
         for p in range(th.shape[0]):
-            g = -(grad[p] * inv)
-            m = beta1 * am[p] + omb1 * g
-            v = beta2 * av[p] + omb2 * g * g
+            m, v, d = _adam_step(am[p], av[p], -(grad[p] * inv), beta1, omb1, beta2, omb2, step_size,
+                                 eps_hat)
             am[p] = m
             av[p] = v
-            t = th[p] - step_size * m / (math.sqrt(v) + eps_hat)
+            t = th[p] - d
             th[p] = t
             tb[p] = keep * tb[p] + tau_soft * t
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from leaky.kernels.scalar import sigma, sigma_grad
-from leaky.kernels.update_local.reference import _composed_setup
+from leaky.kernels.update_local.reference import _composed_setup, _store
 from leaky.kernels.update_mlp.boundary import (VIEWS, ActorRows, CriticState, MLPScalars, Topology, Transitions,
                                                UpdateOut, mlp_hidden, mlp_layout, unpack_mlp)
 
@@ -95,7 +95,6 @@ def update_mlp_reference(tr: Transitions, top: Topology, actor: ActorRows, criti
     tau, mask = top.tau, top.mask
     K, bias = actor
     theta, theta_bar, adam_m, adam_v = critic
-    diag = out.diag
     view, optimizer, n_inputs, activation = sc.view, sc.optimizer, sc.n_inputs, sc.activation
     f64 = lambda a: np.array(a, dtype=np.float64)  # noqa: E731
     Vs, ys, alphas, Vn, yn, r, cont = map(f64, (Vs, ys, alphas, Vn, yn, r, cont))
@@ -152,15 +151,7 @@ def update_mlp_reference(tr: Transitions, top: Topology, actor: ActorRows, criti
         thb[n] = (1.0 - sc.tau_soft) * thb[n] + sc.tau_soft * th[n]
         res[n] = delta.mean(), np.abs(delta).mean(), slope.mean()
 
-    theta[...] = th
-    theta_bar[...] = thb
-    K[...] = Kf
-    bias[...] = bf
-    if optimizer == 1:
-        adam_m[...] = am
-        adam_v[...] = av
-    diag[...] = res
-    return diag
+    return _store(actor, critic, out, Kf, bf, th, thb, am, av, res)
 
 
 def slopes_one_reference(row, X, mu, H):

@@ -20,6 +20,22 @@ def _f32(a):
     return np.asarray(a, dtype=np.float32).astype(np.float64)
 
 
+def mid_run_params(rng, mask, theta):
+    """The arrays an update steps, drawn from ``rng`` around the critic rows ``theta``: weights
+    on the mask, biases, a nearby target and a mid-run Adam state (v well above g²·(1−β₂): the
+    step is a smooth function of the gradient, so float32 rounding cannot flip a sign the way
+    m̂/√v̂ at t = 1 would); float64 values float32 represents exactly, diag NaN."""
+    N = mask.shape[0]
+    return dict(
+        K=_f32(rng.standard_normal((N, N)) * mask),
+        bias=_f32(0.3 * rng.standard_normal(N)),
+        theta=_f32(theta),
+        theta_bar=_f32(theta + 0.1 * rng.standard_normal(theta.shape)),
+        adam_m=_f32(0.05 * rng.standard_normal(theta.shape)),
+        adam_v=_f32(rng.uniform(0.01, 0.05, theta.shape)),
+        diag=np.full((N, 3), np.nan))
+
+
 def random_update_case(rng, B, N, ell, n_inputs, clock="causal", view="all", family="advantage",
                        baseline="own", optimizer="adam", activation=0, density=0.6, step=3,
                        **overrides):
@@ -54,16 +70,7 @@ def random_update_case(rng, B, N, ell, n_inputs, clock="causal", view="all", fam
     lay = critic_layout(N)
     theta = 0.3 * rng.standard_normal((N, lay.width))
     theta[:, lay.h] = -np.abs(theta[:, lay.h])
-    params = dict(
-        K=_f32(rng.standard_normal((N, N)) * mask),
-        bias=_f32(0.3 * rng.standard_normal(N)),
-        theta=_f32(theta),
-        theta_bar=_f32(theta + 0.1 * rng.standard_normal(theta.shape)),
-        # A mid-run Adam state (v well above g²·(1−β₂)): the step is a smooth function of the
-        # gradient, so float32 rounding cannot flip a sign the way m̂/√v̂ at t = 1 would.
-        adam_m=_f32(0.05 * rng.standard_normal(theta.shape)),
-        adam_v=_f32(rng.uniform(0.01, 0.05, theta.shape)),
-        diag=np.full((N, 3), np.nan))
+    params = mid_run_params(rng, mask, theta)
     hyper = dict(family=family, view=view, baseline=baseline, optimizer=optimizer,
                  lr_critic=0.05, lr_actor=0.2, tau_soft=0.3, beta1=0.8, beta2=0.95, eps=1e-6)
     hyper.update(overrides)

@@ -6,7 +6,7 @@ import numpy as np
 
 from leaky.kernels import update_mlp as um
 from leaky.learners.critics import MLPUpdateConfig, init_mlp_critics
-from tests.kernels.update_local_cases import call_update
+from tests.kernels.update_local_cases import call_update, mid_run_params
 
 MUTABLE = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
 OUTPUTS = MUTABLE + ("diag",)
@@ -56,16 +56,7 @@ def random_mlp_case(rng, B, N, H, ell, n_inputs, clock="causal", view="all", opt
         cont=_f32(rng.uniform(0, 1, (ell, B))),
         tau=tau, mask=mask, col_lo=col_lo, col_hi=col_hi)
     theta = 2.0 * init_mlp_critics(N, H, rng).theta
-    params = dict(
-        K=_f32(rng.standard_normal((N, N)) * mask),
-        bias=_f32(0.3 * rng.standard_normal(N)),
-        theta=_f32(theta),
-        theta_bar=_f32(theta + 0.1 * rng.standard_normal(theta.shape)),
-        # A mid-run Adam state (v well above g²·(1−β₂)): the step is a smooth function of the
-        # gradient, so float32 rounding cannot flip a sign the way m̂/√v̂ at t = 1 would.
-        adam_m=_f32(0.05 * rng.standard_normal(theta.shape)),
-        adam_v=_f32(rng.uniform(0.01, 0.05, theta.shape)),
-        diag=np.full((N, 3), np.nan))
+    params = mid_run_params(rng, mask, theta)
     hyper = dict(view=view, optimizer=optimizer, lr_critic=0.05, lr_actor=0.2, tau_soft=0.3,
                  beta1=0.8, beta2=0.95, eps=1e-6, actor=actor)
     hyper.update(overrides)
