@@ -32,9 +32,11 @@ layout. A parameter the configuration does not train (p and h of ``linear``; w a
 ``adam_m`` or ``adam_v``; the soft update covers the family's parameters inside the view (so
 under ``dopamine`` θ̄'s w and c still relax towards θ's, harmlessly).
 
-Shapes: Vs, ys, alphas, Vn, yn (T, B, N); r, cont, delta (T, B); tau (N,) int32; mask (N, N);
-col_lo, col_hi (N,) int32; K (N, N); bias (N,); theta, theta_bar, adam_m, adam_v (N, 2N+3);
-diag (N, 3) written: mean e, mean |e|, mean slope g per neuron (zeros on sensors).
+Shapes (the fields of the named tuples the faces take): ``tr.V, y, alpha, V_next, y_next``
+(T, B, N); ``tr.reward, cont, delta`` (T, B); ``top.tau`` (N,) int32, ``top.mask`` (N, N),
+``top.col_lo, col_hi`` (N,) int32; ``actor.K`` (N, N), ``actor.bias`` (N,); ``critic.theta,
+theta_bar, adam_m, adam_v`` (N, 2N+3); ``out.diag`` (N, 3) written: mean e, mean |e|, mean slope
+g per neuron (zeros on sensors).
 
 Cost per call (view ``all``, advantage, own critic): about ``7·S·N²`` multiply-adds, ``S`` the
 transitions per neuron (``B`` causal, ``T·B`` internal): three dot products per transition in the

@@ -14,7 +14,7 @@ updated critic, then a soft target update::
     critic   θ ← θ + lr_critic · mean[δ ∂Q_n/∂θ]     SGD on ½δ²; or Adam on g = −mean[δ ∂Q_n/∂θ]
     actor    g = ∂Q_n/∂α at α = μ_n(x) = σ(y_n), through the updated critic
              K[n, m] += lr_actor · mean[g σ'(y_n) V_m]  for every m with M[n, m] ≠ 0
-             b_n     += lr_actor · mean[g σ'(y_n)]      (skipped when cfg.actor is False)
+             b_n     += lr_actor · mean[g σ'(y_n)]      (skipped when sc.actor is False)
     target   θ̄ ← (1 − τ_soft) θ̄ + τ_soft θ
 
 The means run over the batch b and the neuron's slices t: ``t = tau[n]`` only (``causal`` clock)
@@ -33,12 +33,12 @@ the same layout. Every parameter is stepped; under the ``presynaptic`` view the 
 masked-out features get an exactly zero gradient (so under SGD, or Adam from zero moments, they
 never move, and they multiply zero features anyway).
 
-Transitions (the convention of ``update_local``): ``Vs, ys, alphas, Vn, yn (T, B, N)`` state
+The named tuples of ``update_local``: ``tr.V, y, alpha, V_next, y_next (T, B, N)`` state
 voltages, y after inhibition at the state, actions as taken, next-state voltages, y at the next
-state; ``r, cont (T, B)`` reward and discount·(1 − terminated); ``tau (N,) int32``;
-``mask (N, N)``; ``col_lo, col_hi (N,) int32`` the presynaptic column range of each row of K;
-``K (N, N)``, ``bias (N,)``; ``diag (N, 3)`` written: mean δ, mean |δ|, mean slope g (the slope
-is computed with the updated critic whether or not the actor step runs).
+state; ``tr.reward, cont (T, B)`` reward and discount·(1 − terminated); ``top.tau (N,) int32``,
+``top.mask (N, N)``, ``top.col_lo, col_hi (N,) int32`` the presynaptic column range of each row
+of K; ``actor.K (N, N)``, ``actor.bias (N,)``; ``out.diag (N, 3)`` written: mean δ, mean |δ|,
+mean slope g (the slope is computed with the updated critic whether or not the actor step runs).
 
 Cost per call, per transition and neuron (S transitions per neuron: B causal, T·B internal):
 forward at (x, α) and target forward at (x', μ') ``2·(H(N+1) + H²)``, backward ``H²``, gradient
