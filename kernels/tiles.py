@@ -30,6 +30,7 @@ The neurons of a tile share the union of their presynaptic ranges col_lo…col_h
 exact (K is stored masked, and 0·V = 0 for finite V, as in the references' dense products).
 """
 
+import numpy as np
 from llvmlite.binding import get_host_cpu_features   # numba's own code generator
 from numba import carray
 from numba import config as numba_config
@@ -62,6 +63,27 @@ _OUTER_MIN_ROWS_STEPS = 64
 def outer_min_rows_steps(n_rows: int) -> int:
     """B·ℓ from which the outer-product tiles pay at N = ``n_rows`` neurons."""
     return min(_OUTER_MIN_ROWS_STEPS, max(32, n_rows // 4 + 16))
+
+
+@cpu_jit()
+def slice_tiles(tau, n_inputs, N, width):
+    """``(order, starts)``: the agents ``n_inputs … N-1`` sorted by their slice ``tau[n]``
+    (stable), tile ``j`` = ``order[starts[j]:starts[j + 1]]``: at most ``width`` neurons that
+    learn from one slice (the per-neuron update families' cpu tiles)."""
+    order = n_inputs + np.argsort(tau[n_inputs:N], kind="mergesort").astype(np.int64)
+    A = N - n_inputs
+    starts = np.empty(A + 1, dtype=np.int64)
+    j = 0
+    i = 0
+    while i < A:
+        starts[j] = i
+        j += 1
+        e = i + 1
+        while e < A and e - i < width and tau[order[e]] == tau[order[i]]:
+            e += 1
+        i = e
+    starts[j] = A
+    return order, starts[:j + 1]
 
 
 @cpu_jit(inline="always")

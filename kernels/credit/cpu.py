@@ -13,7 +13,7 @@ from leaky.kernels.jit import compiled, cpu_jit
 from leaky.kernels.scalar import adam_step
 from leaky.kernels.scalar import tanh32 as _tanh
 from leaky.kernels.step.cpu import PARALLEL_MIN_WORK, presynaptic_count
-from leaky.kernels.tiles import outer_tn
+from leaky.kernels.tiles import outer_tn, slice_tiles
 
 #
 # The agents are sorted by decision step (stable) and cut into tiles of at most 32 neurons with
@@ -36,22 +36,8 @@ _TILE_N = 32
 
 @cpu_jit()
 def credit_tiles(tau, n_inputs, N):
-    """``(order, starts)``: the agents sorted by decision step (stable), tile ``j`` =
-    ``order[starts[j]:starts[j + 1]]``, at most 32 neurons with one decision step."""
-    order = n_inputs + np.argsort(tau[n_inputs:N], kind="mergesort").astype(np.int64)
-    A = N - n_inputs
-    starts = np.empty(A + 1, dtype=np.int64)
-    j = 0
-    i = 0
-    while i < A:
-        starts[j] = i
-        j += 1
-        e = i + 1
-        while e < A and e - i < _TILE_N and tau[order[e]] == tau[order[i]]:
-            e += 1
-        i = e
-    starts[j] = A
-    return order, starts[:j + 1]
+    """``(order, starts)`` of :func:`leaky.kernels.tiles.slice_tiles`: at most 32 neurons with one decision step."""
+    return slice_tiles(tau, n_inputs, N, _TILE_N)
 
 
 @cpu_jit(inline="always")

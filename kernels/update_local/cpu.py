@@ -12,6 +12,7 @@ from leaky.kernels.scalar import tanh32 as _tanh32
 from leaky.kernels.tiles import outer_nn as _outer_nn
 from leaky.kernels.tiles import outer_nn8 as _outer_nn8
 from leaky.kernels.tiles import outer_tn as _outer_tn
+from leaky.kernels.tiles import slice_tiles
 from leaky.kernels.scalar import adam_step as _adam_step
 from leaky.kernels.scalar import step_param as _step_param
 from leaky.kernels.update_local.boundary import (ActorRows, CriticState, LocalScalars, Topology, Transitions,
@@ -85,22 +86,8 @@ def _actions_cpu(ys, alphas, yn, activation, own_linear, D, SG, MU):
 
 @_cpu_jit()
 def _cpu_tiles(tau, n_inputs, N):
-    """``(order, starts)``: the agents sorted by slice (stable), and tile ``j`` =
-    ``order[starts[j]:starts[j + 1]]``, at most TILE_CPU neurons of one slice."""
-    order = n_inputs + np.argsort(tau[n_inputs:N], kind="mergesort").astype(np.int64)
-    A = N - n_inputs
-    starts = np.empty(A + 1, dtype=np.int64)
-    j = 0
-    i = 0
-    while i < A:
-        starts[j] = i
-        j += 1
-        k = i + 1
-        while k < A and k - i < TILE_CPU and tau[order[k]] == tau[order[i]]:
-            k += 1
-        i = k
-    starts[j] = A
-    return order, starts[:j + 1]
+    """``(order, starts)`` of :func:`leaky.kernels.tiles.slice_tiles`: at most TILE_CPU neurons of one slice."""
+    return slice_tiles(tau, n_inputs, N, TILE_CPU)
 
 
 @_cpu_jit()

@@ -20,8 +20,8 @@ from leaky.core.errors import ConfigError
 from leaky.kernels import update_mlp as um
 from leaky.learners.critics import MLPUpdateConfig, init_mlp_critics
 from leaky.kernels.update_mlp import mlp_layout, unpack_mlp
-from tests.kernels.update_local_cases import call_update
-from tests.kernels.update_mlp_cases import (ACT, MUTABLE, OUTPUTS, assert_faces_agree, column_ranges,
+from tests.kernels.update_local_cases import call_update, column_ranges
+from tests.kernels.update_mlp_cases import (ACT, MUTABLE, OUTPUTS, assert_faces_agree,
                                           random_mlp_case, run_face, tolerance)
 
 # ---------------------------------------------------------------------------------------------

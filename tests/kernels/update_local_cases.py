@@ -20,6 +20,42 @@ def _f32(a):
     return np.asarray(a, dtype=np.float32).astype(np.float64)
 
 
+def column_ranges(mask):
+    """The half-open range of non-zero columns of each row of ``mask`` (0, 0 for an empty row)."""
+    nz = mask != 0
+    any_nz = nz.any(axis=1)
+    N = mask.shape[1]
+    col_lo = np.where(any_nz, nz.argmax(axis=1), 0).astype(np.int32)
+    col_hi = np.where(any_nz, N - nz[:, ::-1].argmax(axis=1), 0).astype(np.int32)
+    return col_lo, col_hi
+
+
+def random_transitions(rng, B, N, ell, clock, activation, density, delta):
+    """The read-only arrays of one update drawn from ``rng``: a random mask (the last neuron
+    without inputs), its column ranges, the slices of ``clock`` and (ℓ, B, N) transitions whose
+    actions are σ(y) plus noise; with ``delta``, a shared TD error too."""
+    mask = (rng.uniform(size=(N, N)) < density).astype(np.float64)
+    if N > 2:
+        mask[N - 1] = 0.0            # a neuron without inputs (empty presynaptic range)
+    col_lo, col_hi = column_ranges(mask)
+    if clock == "causal":
+        tau = rng.integers(0, ell, size=N).astype(np.int32)
+    else:
+        tau = np.full(N, -1, dtype=np.int32)
+    ys = rng.standard_normal((ell, B, N))
+    args = dict(
+        Vs=_f32(rng.uniform(-1, 1, (ell, B, N))),
+        ys=_f32(ys),
+        alphas=_f32(ACT[activation](ys) + 0.3 * rng.standard_normal((ell, B, N))),
+        Vn=_f32(rng.uniform(-1, 1, (ell, B, N))),
+        yn=_f32(rng.standard_normal((ell, B, N))),
+        r=_f32(rng.standard_normal((ell, B))),
+        cont=_f32(rng.uniform(0, 1, (ell, B))))
+    if delta:
+        args["delta"] = _f32(rng.standard_normal((ell, B)))
+    return dict(args, tau=tau, mask=mask, col_lo=col_lo, col_hi=col_hi)
+
+
 def mid_run_params(rng, mask, theta):
     """The arrays an update steps, drawn from ``rng`` around the critic rows ``theta``: weights
     on the mask, biases, a nearby target and a mid-run Adam state (v well above g²·(1−β₂): the
@@ -44,33 +80,11 @@ def random_update_case(rng, B, N, ell, n_inputs, clock="causal", view="all", fam
     ``args`` are the read-only arrays, ``params`` the ones updated in place (float64 values that
     float32 represents exactly). Learning rates are large so that every update is visible.
     """
-    act = ACT[activation]
-    mask = (rng.uniform(size=(N, N)) < density).astype(np.float64)
-    if N > 2:
-        mask[N - 1] = 0.0            # a neuron without inputs (empty presynaptic range)
-    nz = mask != 0
-    any_nz = nz.any(axis=1)
-    col_lo = np.where(any_nz, nz.argmax(axis=1), 0).astype(np.int32)
-    col_hi = np.where(any_nz, N - nz[:, ::-1].argmax(axis=1), 0).astype(np.int32)
-    if clock == "causal":
-        tau = rng.integers(0, ell, size=N).astype(np.int32)
-    else:
-        tau = np.full(N, -1, dtype=np.int32)
-    ys = rng.standard_normal((ell, B, N))
-    args = dict(
-        Vs=_f32(rng.uniform(-1, 1, (ell, B, N))),
-        ys=_f32(ys),
-        alphas=_f32(act(ys) + 0.3 * rng.standard_normal((ell, B, N))),
-        Vn=_f32(rng.uniform(-1, 1, (ell, B, N))),
-        yn=_f32(rng.standard_normal((ell, B, N))),
-        r=_f32(rng.standard_normal((ell, B))),
-        cont=_f32(rng.uniform(0, 1, (ell, B))),
-        delta=_f32(rng.standard_normal((ell, B))),
-        tau=tau, mask=mask, col_lo=col_lo, col_hi=col_hi)
+    args = random_transitions(rng, B, N, ell, clock, activation, density, delta=True)
     lay = critic_layout(N)
     theta = 0.3 * rng.standard_normal((N, lay.width))
     theta[:, lay.h] = -np.abs(theta[:, lay.h])
-    params = mid_run_params(rng, mask, theta)
+    params = mid_run_params(rng, args["mask"], theta)
     hyper = dict(family=family, view=view, baseline=baseline, optimizer=optimizer,
                  lr_critic=0.05, lr_actor=0.2, tau_soft=0.3, beta1=0.8, beta2=0.95, eps=1e-6)
     hyper.update(overrides)

@@ -6,7 +6,7 @@ import numpy as np
 
 from leaky.kernels import update_mlp as um
 from leaky.learners.critics import MLPUpdateConfig, init_mlp_critics
-from tests.kernels.update_local_cases import call_update, mid_run_params
+from tests.kernels.update_local_cases import call_update, mid_run_params, random_transitions
 
 MUTABLE = ("K", "bias", "theta", "theta_bar", "adam_m", "adam_v")
 OUTPUTS = MUTABLE + ("diag",)
@@ -20,15 +20,6 @@ def _f32(a):
     return np.asarray(a, dtype=np.float32).astype(np.float64)
 
 
-def column_ranges(mask):
-    nz = mask != 0
-    any_nz = nz.any(axis=1)
-    N = mask.shape[1]
-    col_lo = np.where(any_nz, nz.argmax(axis=1), 0).astype(np.int32)
-    col_hi = np.where(any_nz, N - nz[:, ::-1].argmax(axis=1), 0).astype(np.int32)
-    return col_lo, col_hi
-
-
 def random_mlp_case(rng, B, N, H, ell, n_inputs, clock="causal", view="all", optimizer="adam",
                     activation=0, actor=True, density=0.6, step=3, **overrides):
     """Inputs of one MLP-critic update drawn from ``rng``: ``(args, params, cfg, flags)``.
@@ -37,26 +28,9 @@ def random_mlp_case(rng, B, N, H, ell, n_inputs, clock="causal", view="all", opt
     exactly). Weights are twice the initialiser's scale (hidden units away from linear) and the
     learning rates large, so that every update is visible.
     """
-    mask = (rng.uniform(size=(N, N)) < density).astype(np.float64)
-    if N > 2:
-        mask[N - 1] = 0.0            # a neuron without inputs (empty presynaptic range)
-    col_lo, col_hi = column_ranges(mask)
-    if clock == "causal":
-        tau = rng.integers(0, ell, size=N).astype(np.int32)
-    else:
-        tau = np.full(N, -1, dtype=np.int32)
-    ys = rng.standard_normal((ell, B, N))
-    args = dict(
-        Vs=_f32(rng.uniform(-1, 1, (ell, B, N))),
-        ys=_f32(ys),
-        alphas=_f32(ACT[activation](ys) + 0.3 * rng.standard_normal((ell, B, N))),
-        Vn=_f32(rng.uniform(-1, 1, (ell, B, N))),
-        yn=_f32(rng.standard_normal((ell, B, N))),
-        r=_f32(rng.standard_normal((ell, B))),
-        cont=_f32(rng.uniform(0, 1, (ell, B))),
-        tau=tau, mask=mask, col_lo=col_lo, col_hi=col_hi)
+    args = random_transitions(rng, B, N, ell, clock, activation, density, delta=False)
     theta = 2.0 * init_mlp_critics(N, H, rng).theta
-    params = mid_run_params(rng, mask, theta)
+    params = mid_run_params(rng, args["mask"], theta)
     hyper = dict(view=view, optimizer=optimizer, lr_critic=0.05, lr_actor=0.2, tau_soft=0.3,
                  beta1=0.8, beta2=0.95, eps=1e-6, actor=actor)
     hyper.update(overrides)
